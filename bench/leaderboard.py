@@ -1,0 +1,177 @@
+"""Run records -> cost-per-quality leaderboard (markdown, CSV, plot). Never imports torch.
+
+For each ok run:
+  gain_points  = (accuracy - majority-class accuracy) x 100
+  serve_usd    = usd_per_1k_requests x requests / 1000    (requests: the stated volume)
+  total_usd    = train_usd + serve_usd
+  usd_per_point = total_usd / gain_points                 (lower is better; n/a when gain <= 0)
+Rows are sorted by usd_per_point; a row is Pareto-optimal when no other row has both
+higher-or-equal accuracy and lower-or-equal total $ (one of them strictly).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from pathlib import Path
+
+from bench import record as record_mod
+
+COLUMNS = [
+    ("rank", "rank"), ("pareto", "pareto"), ("method", "method"), ("task", "task"), ("model", "model"),
+    ("accuracy", "accuracy"), ("f1_macro", "macro-F1"), ("majority_accuracy", "majority acc"),
+    ("gain_points", "gain (pts)"), ("train_wall_s", "train s"), ("train_device_hours", "device-h"),
+    ("train_energy_kwh", "train kWh"), ("train_co2_kg", "train CO2 kg"), ("train_usd", "train $"),
+    ("peak_memory_mb", "peak MB"), ("trainable_params", "trainable params"), ("serve_p50_ms", "p50 ms"),
+    ("serve_p99_ms", "p99 ms"), ("serve_usd_per_1k", "serve $/1K req"), ("serve_usd", "serve $"),
+    ("total_usd", "total $"), ("usd_per_point", "$ / gain pt"), ("device", "device"), ("run_id", "run id"),
+]
+
+
+def row_for(rec: dict, requests: int) -> dict:
+    acc = rec["quality"]["accuracy"]
+    majority = rec["baseline"]["majority_class"]["accuracy"]
+    gain = (acc - majority) * 100.0
+    per_1k = rec["serve"].get("usd_per_1k_requests")
+    serve_usd = per_1k * requests / 1000.0 if per_1k is not None else 0.0
+    total = rec["cost"]["train_usd"] + serve_usd
+    train = rec["train"]
+    return {
+        "method": rec["method"], "task": rec["task"], "model": rec["config"]["model"]["id"],
+        "accuracy": acc, "f1_macro": rec["quality"].get("f1"), "majority_accuracy": majority,
+        "gain_points": gain, "train_wall_s": train["wall_s"], "train_device_hours": train["device_hours"],
+        "train_energy_kwh": train["energy_kwh"], "train_co2_kg": train.get("co2_kg"),
+        "train_usd": rec["cost"]["train_usd"], "peak_memory_mb": train["peak_memory_mb"],
+        "trainable_params": train["trainable_params"], "serve_p50_ms": rec["serve"]["latency_ms"]["p50"],
+        "serve_p99_ms": rec["serve"]["latency_ms"]["p99"], "serve_usd_per_1k": per_1k, "serve_usd": serve_usd,
+        "total_usd": total, "usd_per_point": total / gain if gain > 0 else None,
+        "device": rec.get("device", {}).get("name", ""), "run_id": rec["run_id"],
+    }
+
+
+def mark_pareto(rows: list[dict]) -> None:
+    """Pareto-optimal on (accuracy up, total_usd down)."""
+    for row in rows:
+        row["pareto"] = not any(
+            other is not row
+            and other["accuracy"] >= row["accuracy"] and other["total_usd"] <= row["total_usd"]
+            and (other["accuracy"] > row["accuracy"] or other["total_usd"] < row["total_usd"])
+            for other in rows
+        )
+
+
+def rank(rows: list[dict]) -> list[dict]:
+    """Best quality per dollar first; runs with no gain over the baseline last."""
+    ordered = sorted(rows, key=lambda r: (r["usd_per_point"] is None, r["usd_per_point"] or 0.0, -r["accuracy"]))
+    for i, row in enumerate(ordered, 1):
+        row["rank"] = i
+    return ordered
+
+
+def table_rows(records: list[dict], requests: int) -> list[dict]:
+    rows = [row_for(r, requests) for r in records if r["status"] == "ok"]
+    mark_pareto(rows)
+    return rank(rows)
+
+
+def _fmt(value, key: str) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if key == "trainable_params":
+        return f"{value:,}"
+    if isinstance(value, float):
+        if key in ("accuracy", "f1_macro", "majority_accuracy"):
+            return f"{value:.4f}"
+        if key in ("gain_points", "train_wall_s", "peak_memory_mb", "serve_p50_ms", "serve_p99_ms"):
+            return f"{value:.1f}"
+        return f"{value:.3g}"
+    return str(value)
+
+
+def volume(records: list[dict], requests: int | None) -> int:
+    if requests is not None:
+        return requests
+    values = Counter(r["config"]["cost"]["leaderboard_requests"] for r in records)
+    return values.most_common(1)[0][0] if values else 1_000_000
+
+
+def markdown(rows: list[dict], failed: list[dict], requests: int) -> str:
+    out = io.StringIO()
+    out.write("# Cost-per-quality leaderboard\n\n")
+    out.write(f"Total $ = training $ + serving $ for **{requests:,} requests**. "
+              "$ / gain pt = total $ / (accuracy - majority-class accuracy) x 100; lower is better. "
+              "Pareto: no other run is both at least as accurate and at least as cheap. "
+              "Training $ = training-phase device-hours x the price card's hourly price; serving $ uses the "
+              "measured throughput at the fastest batch size meeting the p99 latency target. Energy and CO2 "
+              "cover the training phase (see each record's `train.energy_method`). Latency p50/p99 are "
+              "one request at a time, warm-up excluded.\n\n")
+    headers = [h for _, h in COLUMNS]
+    out.write("| " + " | ".join(headers) + " |\n")
+    out.write("|" + "---|" * len(headers) + "\n")
+    for row in rows:
+        out.write("| " + " | ".join(_fmt(row.get(k), k) for k, _ in COLUMNS) + " |\n")
+    if failed:
+        out.write("\n## Failed runs\n\n| run id | method | status | stage | message |\n|---|---|---|---|---|\n")
+        for rec in failed:
+            msg = str(rec.get("error", {}).get("message", "")).replace("|", "\\|")[:200]
+            out.write(f"| {rec['run_id']} | {rec['method']} | {rec['status']} | {rec.get('failed_stage', '')} "
+                      f"| {msg} |\n")
+    return out.getvalue()
+
+
+def csv_text(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=[k for k, _ in COLUMNS], extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def plot(rows: list[dict], path: Path, requests: int) -> Path | None:
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for row in rows:
+        ax.scatter(row["total_usd"], row["accuracy"], s=60, marker="o" if row["pareto"] else "x")
+        ax.annotate(row["method"], (row["total_usd"], row["accuracy"]), textcoords="offset points", xytext=(6, 4))
+    front = sorted((r for r in rows if r["pareto"]), key=lambda r: r["total_usd"])
+    ax.plot([r["total_usd"] for r in front], [r["accuracy"] for r in front], "--", lw=1, label="Pareto front")
+    majority = sorted({round(r["majority_accuracy"], 4) for r in rows})
+    for m in majority:
+        ax.axhline(m, color="grey", lw=0.8, ls=":", label=f"majority class {m:.3f}")
+    ax.set_xlabel(f"total $ (training + serving {requests:,} requests)")
+    ax.set_ylabel("held-out accuracy")
+    ax.set_title("Quality vs total cost")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def build(results_dir: str | Path, requests: int | None = None) -> list[Path]:
+    """Write leaderboard.md, leaderboard.csv and leaderboard.png into ``results_dir``."""
+    results_dir = Path(results_dir)
+    records, problems = record_mod.read_all(results_dir)
+    for problem in problems:
+        print(f"bench: skipped {problem}")
+    n = volume(records, requests)
+    rows = table_rows(records, n)
+    failed = [r for r in records if r["status"] != "ok"]
+    md, csv_path = results_dir / "leaderboard.md", results_dir / "leaderboard.csv"
+    record_mod.atomic_write_text(md, markdown(rows, failed, n))
+    record_mod.atomic_write_text(csv_path, csv_text(rows))
+    paths = [md, csv_path]
+    png = plot(rows, results_dir / "leaderboard.png", n)
+    return paths + ([png] if png else [])

@@ -1,0 +1,72 @@
+"""Price cards and cost arithmetic. Every price is per device-hour in USD.
+
+Training $   = device_hours x usd_per_hour, where device_hours = wall_s / 3600 x devices.
+Serving $    = usd_per_hour x devices / (3600 x requests_per_s) x requests.
+Energy $     = energy_kwh x usd_per_kwh (shown apart; cloud hourly prices already include power).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from bench.config import ConfigError, did_you_mean
+
+
+def load_price_card(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"cost.price_card: price card '{path}' not found")
+    try:
+        card = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cost.price_card: '{path}' is not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(card, dict) or not isinstance(card.get("devices"), dict) or not card["devices"]:
+        raise ConfigError(f"cost.price_card: '{path}' has no 'devices' mapping")
+    for name, entry in card["devices"].items():
+        price = entry.get("usd_per_hour") if isinstance(entry, dict) else None
+        if isinstance(price, bool) or not isinstance(price, (int, float)) or price < 0:
+            raise ConfigError(f"cost.price_card: '{path}' devices.{name}.usd_per_hour must be a number >= 0")
+    card["path"] = str(path)
+    return card
+
+
+def select_device(card: dict, wanted: str, detected_name: str) -> tuple[str, dict]:
+    """Pick the price entry: by key, or (``auto``) by matching the detected device name."""
+    devices = card["devices"]
+    if wanted != "auto":
+        if wanted not in devices:
+            raise ConfigError(
+                f"cost.device: price card '{card['path']}' has no price for device '{wanted}'"
+                + did_you_mean(wanted, devices) + f"; it prices: {', '.join(devices)}"
+            )
+        return wanted, devices[wanted]
+    name = detected_name.lower()
+    for key, entry in devices.items():
+        patterns = [p.lower() for p in entry.get("match", [])]
+        if patterns and all(p in name for p in patterns):
+            return key, entry
+    raise ConfigError(
+        f"cost.device: price card '{card['path']}' has no price for device '{detected_name}'; "
+        f"add it to the card or set cost.device to one of: {', '.join(devices)}"
+    )
+
+
+def device_hours(wall_s: float, n_devices: int) -> float:
+    return wall_s / 3600.0 * n_devices
+
+
+def train_usd(wall_s: float, n_devices: int, usd_per_hour: float) -> float:
+    return device_hours(wall_s, n_devices) * usd_per_hour
+
+
+def usd_per_1k_requests(requests_per_s: float, n_devices: int, usd_per_hour: float) -> float:
+    """Cost of 1,000 requests served back to back at the measured rate."""
+    if requests_per_s <= 0:
+        raise ValueError("requests_per_s must be > 0")
+    return usd_per_hour * n_devices / (3600.0 * requests_per_s) * 1000.0
+
+
+def energy_usd(energy_kwh: float, usd_per_kwh: float) -> float:
+    return energy_kwh * usd_per_kwh

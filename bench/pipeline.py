@@ -1,0 +1,147 @@
+"""The stages of one run, in order; each reads what earlier stages left in the record.
+
+data -> model -> train -> evaluate -> serve -> cost. Heavy objects (splits, model,
+tokenizer) live in a per-run state dict, never in the record.
+"""
+
+from __future__ import annotations
+
+import time
+
+from bench import device as device_mod
+from bench import sources
+from bench.measure import cost as cost_mod
+from bench.measure.clock import PhaseClock
+
+STAGES = ("data", "model", "train", "evaluate", "serve", "cost")
+_STATE: dict = {}
+
+
+def run_stage(stage: str, plan, rec: dict) -> None:
+    if stage == "data":
+        _STATE.clear()
+    globals()[f"_stage_{stage}"](plan, rec, _STATE)
+
+
+def _stage_data(plan, rec, state) -> None:
+    cfg = plan.cfg
+    # Price card first: a run that cannot be priced fails before it spends anything.
+    state["card"] = cost_mod.load_price_card(cfg.cost.price_card)
+    start = time.perf_counter()
+    state["splits"] = splits = sources.build_splits(cfg.data)
+    rec["data"] = {"source": cfg.data.source, "id": cfg.data.id, **splits.info,
+                   "load_wall_s": time.perf_counter() - start}
+
+
+def _stage_model(plan, rec, state) -> None:
+    import torch
+    from transformers import set_seed
+
+    from bench import models
+    from bench.methods import get_method
+    from bench.methods.base import MethodContext
+    from bench.runner import set_threads, steps_for
+
+    cfg = plan.cfg
+    set_threads(cfg.train.threads)
+    device = device_mod.pick_device(cfg.train.device)
+    precision, reason = device_mod.pick_precision(cfg.train.precision, device)
+    devinfo = device_mod.describe(device)
+    key, price = cost_mod.select_device(state["card"], cfg.cost.device, devinfo["name"])
+    state.update(device=device, precision=precision, devinfo=devinfo, price_key=key, price=price,
+                 clock=PhaseClock(device))
+    rec["device"] = {**devinfo, "precision": precision, "precision_reason": reason}
+    splits = state["splits"]
+    steps = steps_for(cfg, len(splits.train_texts))
+    rec["plan"]["total_steps"] = steps
+    set_seed(cfg.train.seed)
+    with state["clock"].phase("load"):
+        tokenizer = models.load_tokenizer(cfg)
+        config = models.model_config(cfg, splits.label_names, tokenizer)
+        ctx = MethodContext(total_steps=steps, device=device, precision=precision,
+                            head_names=models.head_names(config))
+        method = get_method(cfg.method.name)(cfg.method, ctx)
+        model = models.load_model(cfg, config, method.load_kwargs(), device)
+        torch.manual_seed(cfg.train.seed)  # adapter initialization
+        model = method.wrap(model)
+    state.update(tokenizer=tokenizer, model=model, method=method, steps=steps)
+
+
+def _stage_train(plan, rec, state) -> None:
+    from tqdm.auto import tqdm
+
+    from bench.measure.energy import EnergyMeter
+    from bench.measure.memory import peak_memory, reset_peak
+    from bench.methods.base import count_params
+    from bench.train import tokenize, train
+
+    cfg, splits, clock = plan.cfg, state["splits"], state["clock"]
+    trainable, total = count_params(state["model"])
+    with clock.phase("tokenize"):
+        features = tokenize(state["tokenizer"], splits.train_texts, cfg.data.max_length)
+    reset_peak(state["device"])
+    gpu_ids = [0] if state["device"].startswith("cuda") else []
+    meter = EnergyMeter(cfg.cost.country_iso_code, cfg.cost.energy_measure_s, gpu_ids, phase="train")
+    meter.start()
+    with tqdm(total=state["steps"], desc=f"train {cfg.method.name}", unit="step", leave=False) as bar:
+        try:
+            result = train(state["model"], state["tokenizer"], features, splits.train_labels, cfg.train,
+                           method=state["method"], total_steps=state["steps"], device=state["device"],
+                           precision=state["precision"], clock=clock, progress=bar)
+        finally:
+            energy = meter.stop()
+    n_devices = state["devinfo"]["count"]
+    rec["train"] = {
+        **result.summary(),
+        "wall_s_covers": "training loop only (optimizer steps incl. batch padding); loading, tokenization, "
+                         "evaluation excluded; device synchronized before each clock read",
+        "device_hours": cost_mod.device_hours(result.wall_s, n_devices),
+        "devices": n_devices,
+        **peak_memory(state["device"]),
+        **energy,
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_fraction": trainable / total,
+        "losses": [round(x, 6) for x in result.losses],
+    }
+    rec["method_report"] = state["method"].report(state["model"])
+
+
+def _stage_evaluate(plan, rec, state) -> None:
+    from bench.evaluation import evaluate_model
+
+    with state["clock"].phase("evaluate"):
+        rec.update(evaluate_model(state["model"], state["tokenizer"], state["splits"], plan.cfg,
+                                  device=state["device"], precision=state["precision"]))
+
+
+def _stage_serve(plan, rec, state) -> None:
+    from bench.serve import serve_test
+
+    cfg = plan.cfg
+    if not cfg.serve.enabled:
+        rec["serve"] = {"enabled": False}
+        return
+    variant = "full" if cfg.method.name == "full" else "unmerged"
+    with state["clock"].phase("serve"):
+        rec["serve"] = serve_test(state["model"], state["tokenizer"], state["splits"].test_texts, cfg.serve,
+                                  max_length=cfg.data.max_length, device=state["device"],
+                                  precision=state["precision"], usd_per_hour=state["price"]["usd_per_hour"],
+                                  n_devices=state["devinfo"]["count"], variant=variant)
+
+
+def _stage_cost(plan, rec, state) -> None:
+    card, price = state["card"], state["price"]
+    usd_per_kwh = (card.get("usd_per_kwh") or {}).get("value")
+    train = rec["train"]
+    rec["cost"] = {
+        "train_usd": cost_mod.train_usd(train["wall_s"], train["devices"], price["usd_per_hour"]),
+        "train_usd_covers": "training phase device-hours x hourly device price",
+        "usd_per_hour": price["usd_per_hour"],
+        "price_device": state["price_key"],
+        "devices": train["devices"],
+        "serve_usd_per_1k_requests": rec["serve"].get("usd_per_1k_requests"),
+        "train_energy_usd": cost_mod.energy_usd(train["energy_kwh"], usd_per_kwh) if usd_per_kwh else None,
+        "price_card": card,
+    }
+    rec["phases_wall_s"] = dict(state["clock"].wall_s)

@@ -1,0 +1,147 @@
+"""The run record: one self-describing JSON file per run, written atomically.
+
+A record is written to a temporary file in the same directory, flushed to disk,
+then renamed over the target, so a reader sees the old file or the new one, never
+half of one. Readers skip (and report) files that are not valid records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "error", "oom", "nan_loss", "timeout", "budget_exceeded")
+REQUIRED_KEYS = ("schema_version", "run_id", "status", "task", "method", "config", "plan", "provenance")
+# Keys an ok record must have, as dotted paths.
+OK_KEYS = (
+    "quality.accuracy", "baseline.majority_class.accuracy", "train.wall_s", "train.device_hours",
+    "train.energy_kwh", "train.peak_memory_mb", "train.trainable_params", "train.total_params",
+    "cost.train_usd", "serve.latency_ms.p50", "serve.latency_ms.p99",
+)
+PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "evaluate", "codecarbon",
+            "accelerate", "tokenizers")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class RecordError(ValueError):
+    """A file that is not a valid run record."""
+
+
+def get_path(record: dict, dotted: str):
+    node = record
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            raise KeyError(dotted)
+        node = node[key]
+    return node
+
+
+def validate(record: dict) -> dict:
+    missing = [k for k in REQUIRED_KEYS if k not in record]
+    if missing:
+        raise RecordError(f"missing keys: {', '.join(missing)}")
+    if record["schema_version"] != SCHEMA_VERSION:
+        raise RecordError(f"schema_version {record['schema_version']} (this harness reads {SCHEMA_VERSION})")
+    if record["status"] not in STATUSES:
+        raise RecordError(f"status {record['status']!r} not one of {', '.join(STATUSES)}")
+    if record["status"] == "ok":
+        absent = []
+        for key in OK_KEYS:
+            try:
+                get_path(record, key)
+            except KeyError:
+                absent.append(key)
+        if absent:
+            raise RecordError(f"ok record lacks: {', '.join(absent)}")
+    return record
+
+
+def record_path(results_dir: str | Path, run_id: str) -> Path:
+    """The record's file; the run id can never name a path outside the results directory."""
+    if not _SAFE_ID.match(run_id) or ".." in run_id:
+        raise ValueError(f"unsafe run id {run_id!r}")
+    return Path(results_dir) / "runs" / f"{run_id}.json"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write(results_dir: str | Path, record: dict) -> Path:
+    validate(record)
+    path = record_path(results_dir, record["run_id"])
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
+    return path
+
+
+def read(path: str | Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RecordError(f"{path}: not readable JSON ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise RecordError(f"{path}: not a JSON object")
+    try:
+        return validate(data)
+    except RecordError as exc:
+        raise RecordError(f"{path}: {exc}") from None
+
+
+def read_all(results_dir: str | Path) -> tuple[list[dict], list[str]]:
+    """(valid records sorted by run id, problems with other files)."""
+    records, problems = [], []
+    for path in sorted((Path(results_dir) / "runs").glob("*.json")):
+        try:
+            records.append(read(path))
+        except RecordError as exc:
+            problems.append(str(exc))
+    return records, problems
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def provenance() -> dict:
+    """Library versions, Python, and the harness's git commit with a dirty flag (tracked files)."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    repo = Path(__file__).resolve().parent.parent
+    commit = _git(["rev-parse", "HEAD"], repo)
+    status = _git(["status", "--porcelain", "--untracked-files=no"], repo) if commit else None
+    from bench import __version__
+
+    return {
+        "harness_version": __version__,
+        "git_commit": commit,
+        "git_dirty": bool(status) if status is not None else None,
+        "python": sys.version.split()[0],
+        "platform": sys.platform,
+        "packages": versions,
+    }

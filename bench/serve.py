@@ -1,0 +1,92 @@
+"""Serving-cost test of the trained classifier, in-process (engine ``hf``).
+
+Requests are held-out texts drawn with a fixed seed. For each batch size, batches of
+that many requests are sent one after another; each batch's latency is from
+tokenization to the predicted labels on the host. Warm-up batches are excluded.
+Batch size 1 is the one-request-at-a-time case and is always measured.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+
+import torch
+
+from bench.config import ServeConfig
+from bench.measure import cost as cost_mod
+from bench.measure.stats import summarize
+from bench.train import autocast
+
+
+def prompt_set(texts: list[str], n: int, seed: int = 0) -> list[str]:
+    """``n`` texts drawn without replacement (cycling if there are fewer), fixed seed."""
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    return [texts[order[i % len(order)]] for i in range(n)]
+
+
+@torch.no_grad()
+def _answer(model, tokenizer, texts: list[str], max_length: int, device: str, precision: str) -> list[int]:
+    batch = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    batch = {k: v.to(device) for k, v in batch.items()}
+    with autocast(device, precision):
+        logits = model(**batch).logits
+    return logits.argmax(-1).tolist()  # .tolist() waits for the device
+
+
+def measure_batch_size(model, tokenizer, prompts: list[str], batch_size: int, warmup_batches: int, *,
+                       max_length: int, device: str, precision: str) -> dict:
+    n_batches = math.ceil(len(prompts) / batch_size)
+    for i in range(warmup_batches):
+        _answer(model, tokenizer, prompts[:batch_size], max_length, device, precision)
+    latencies_ms, answered = [], 0
+    window_start = time.perf_counter()
+    for i in range(n_batches):
+        chunk = prompts[i * batch_size:(i + 1) * batch_size]
+        start = time.perf_counter()
+        answered += len(_answer(model, tokenizer, chunk, max_length, device, precision))
+        latencies_ms.append((time.perf_counter() - start) * 1000.0)
+    window_s = time.perf_counter() - window_start
+    return {
+        "batch_size": batch_size,
+        "n_requests": answered,
+        "n_batches": n_batches,
+        "latency_ms": summarize(latencies_ms),  # per batch: every request in it waits this long
+        "window_s": window_s,
+        "requests_per_s": answered / window_s,
+    }
+
+
+def serve_test(model, tokenizer, test_texts: list[str], cfg: ServeConfig, *, max_length: int, device: str,
+               precision: str, usd_per_hour: float, n_devices: int, variant: str) -> dict:
+    model.eval()
+    prompts = prompt_set(test_texts, cfg.n_requests)
+    sizes = sorted(set([1, *cfg.batch_sizes]))
+    by_size = {}
+    for size in sizes:
+        warmup = math.ceil(cfg.warmup_requests / size)
+        row = measure_batch_size(model, tokenizer, prompts, size, warmup, max_length=max_length,
+                                 device=device, precision=precision)
+        row["usd_per_1k_requests"] = cost_mod.usd_per_1k_requests(row["requests_per_s"], n_devices, usd_per_hour)
+        row["meets_slo"] = row["latency_ms"]["p99"] <= cfg.slo_p99_ms
+        by_size[str(size)] = row
+    meeting = [r for r in by_size.values() if r["meets_slo"]]
+    basis = max(meeting, key=lambda r: r["requests_per_s"]) if meeting else by_size["1"]
+    single = by_size["1"]
+    return {
+        "engine": cfg.engine,
+        "variant": variant,
+        "task": "seq_cls",
+        "latency_ms": single["latency_ms"],  # one request at a time, warm-up excluded
+        "requests_per_s": single["requests_per_s"],
+        "n_requests": single["n_requests"],
+        "warmup_requests": cfg.warmup_requests,
+        "by_batch_size": by_size,
+        "slo_p99_ms": cfg.slo_p99_ms,
+        "cost_basis_batch_size": basis["batch_size"],
+        "cost_basis_meets_slo": basis["meets_slo"],
+        "usd_per_1k_requests": basis["usd_per_1k_requests"],
+        "covers": "in-process inference on the training device: tokenize + forward + argmax; no network",
+    }

