@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
+_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
 METHODS = ("lora", "qlora", "adalora", "full")
 TASKS = ("seq_cls",)
 SOURCES = ("hub", "local", "embedded")
@@ -29,7 +31,7 @@ class ConfigError(ValueError):
 
 
 def did_you_mean(name: str, choices) -> str:
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
@@ -189,6 +191,8 @@ def _coerce(value: Any, tp, path: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return _from_dict(tp, value, path)
     if tp is float:
+        if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number (got {value!r})")
         return float(value)

@@ -32,14 +32,19 @@ class EnergyMeter:
     def __init__(self, country_iso_code: str, measure_power_s: float, gpu_ids: list[int] | None, phase: str):
         self.phase = phase
         logging.getLogger("codecarbon").setLevel(logging.ERROR)
+        import inspect
+
         from codecarbon import OfflineEmissionsTracker
 
+        # Write nothing: newer codecarbon takes output_methods=[], older ones save_to_file=False.
+        params = inspect.signature(OfflineEmissionsTracker.__init__).parameters
+        no_output = {"output_methods": []} if "output_methods" in params else {"save_to_file": False}
         self._tracker = OfflineEmissionsTracker(
+            **no_output,
             country_iso_code=country_iso_code,
             measure_power_secs=measure_power_s,
             gpu_ids=gpu_ids or None,
             tracking_mode="process",
-            save_to_file=False,
             output_dir=tempfile.gettempdir(),  # never the current directory
             log_level="error",
             project_name="bench",

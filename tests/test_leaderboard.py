@@ -1,0 +1,70 @@
+"""Leaderboard arithmetic, ranking and Pareto marking on hand-made records."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+
+from bench import leaderboard, record
+from tests.test_record import ok_record
+
+
+def rec(run_id, method, acc, train_usd, per_1k, majority=0.6, status="ok"):
+    r = ok_record()
+    r.update(run_id=run_id, method=method, status=status, config={"model": {"id": "m"},
+                                                                 "cost": {"leaderboard_requests": 1000}})
+    r["quality"] = {"accuracy": acc, "f1": acc - 0.01}
+    r["baseline"]["majority_class"]["accuracy"] = majority
+    r["cost"]["train_usd"] = train_usd
+    r["serve"]["usd_per_1k_requests"] = per_1k
+    return r
+
+
+RECORDS = [
+    rec("a-lora-1", "lora", 0.80, 1.0, 1.0),     # total 1 + 1 = 2.0, gain 20 -> 0.10 $/pt
+    rec("b-full-1", "full", 0.85, 4.0, 1.0),     # total 5.0, gain 25 -> 0.20 $/pt
+    rec("c-qlora-1", "qlora", 0.78, 1.5, 1.0),   # total 2.5, gain 18 -> 0.139; dominated by a
+    rec("d-adalora-1", "adalora", 0.55, 0.5, 0.5),  # total 1.0, gain -5 -> n/a, but cheapest: Pareto
+]
+
+
+def test_row_arithmetic():
+    row = leaderboard.row_for(RECORDS[0], requests=1000)
+    assert row["serve_usd"] == pytest.approx(1.0)
+    assert row["total_usd"] == pytest.approx(2.0)
+    assert row["gain_points"] == pytest.approx(20.0)
+    assert row["usd_per_point"] == pytest.approx(0.1)
+    assert leaderboard.row_for(RECORDS[0], requests=3000)["total_usd"] == pytest.approx(4.0)
+
+
+def test_ranking_and_pareto():
+    rows = leaderboard.table_rows(RECORDS, requests=1000)
+    assert [r["run_id"] for r in rows] == ["a-lora-1", "c-qlora-1", "b-full-1", "d-adalora-1"]
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4]
+    pareto = {r["run_id"]: r["pareto"] for r in rows}
+    assert pareto == {"a-lora-1": True, "b-full-1": True, "c-qlora-1": False, "d-adalora-1": True}
+    assert rows[-1]["usd_per_point"] is None
+
+
+def test_build_writes_md_csv_and_failed_section(tmp_path):
+    for r in RECORDS + [rec("e-lora-x", "lora", 0, 0, 0, status="oom")]:
+        if r["status"] != "ok":
+            r = {k: v for k, v in r.items() if k not in ("quality",)}
+            r["failed_stage"], r["error"] = "train", {"message": "CUDA out of memory"}
+        record.write(tmp_path, r)
+    paths = leaderboard.build(tmp_path)
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "1,000 requests" in md and "## Failed runs" in md and "CUDA out of memory" in md
+    assert md.index("a-lora-1") < md.index("c-qlora-1") < md.index("b-full-1")
+    with open(tmp_path / "leaderboard.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and rows[0]["run_id"] == "a-lora-1" and float(rows[0]["total_usd"]) == 2.0
+    assert (tmp_path / "leaderboard.png").stat().st_size > 1000 and len(paths) == 3
+
+
+def test_leaderboard_never_imports_torch():
+    code = "import sys, bench.leaderboard, bench.plan, bench.config; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
