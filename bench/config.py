@@ -21,9 +21,6 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
-METHODS = ("lora", "qlora", "adalora", "full")
-TASKS = ("seq_cls",)
-SOURCES = ("hub", "local", "embedded")
 
 
 class ConfigError(ValueError):

@@ -32,15 +32,9 @@ class EnergyMeter:
     def __init__(self, country_iso_code: str, measure_power_s: float, gpu_ids: list[int] | None, phase: str):
         self.phase = phase
         logging.getLogger("codecarbon").setLevel(logging.ERROR)
-        import inspect
-
         from codecarbon import OfflineEmissionsTracker
 
-        # Write nothing: newer codecarbon takes output_methods=[], older ones save_to_file=False.
-        params = inspect.signature(OfflineEmissionsTracker.__init__).parameters
-        no_output = {"output_methods": []} if "output_methods" in params else {"save_to_file": False}
-        self._tracker = OfflineEmissionsTracker(
-            **no_output,
+        kwargs = dict(
             country_iso_code=country_iso_code,
             measure_power_secs=measure_power_s,
             gpu_ids=gpu_ids or None,
@@ -49,6 +43,10 @@ class EnergyMeter:
             log_level="error",
             project_name="bench",
         )
+        try:  # write nothing: newer codecarbon takes output_methods=[], older ones save_to_file=False
+            self._tracker = OfflineEmissionsTracker(output_methods=[], **kwargs)
+        except TypeError:
+            self._tracker = OfflineEmissionsTracker(save_to_file=False, **kwargs)
         self.country = country_iso_code
 
     def start(self) -> None:
