@@ -33,10 +33,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default=DEFAULT_RESULTS, help="results directory (default: results)")
     p.add_argument("--in-process", action="store_true",
                    help="run in this process instead of one fresh process per run (debugging)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--rerun", action="store_true",
+                       help="measure every run again, even those already recorded (older records are kept)")
+    again.add_argument("--rerun-failed", action="store_true",
+                       help="measure again only the runs whose latest record is a failure")
     p = sub.add_parser("leaderboard", help="rebuild the leaderboard from the records in a results directory")
     p.add_argument("--results", default=DEFAULT_RESULTS, help="results directory (default: results)")
     p.add_argument("--requests", type=int, default=None,
                    help="served requests counted in total $ (default: each run's cost.leaderboard_requests)")
+    p = sub.add_parser("report", help="reports over the records in a results directory")
+    p.add_argument("kind", choices=["spend"], help="spend: $, device-hours, kWh and CO2 per group of tags")
+    p.add_argument("--by", default="team,env", help="comma-separated tag keys to group by (default: team,env)")
+    p.add_argument("--results", default=DEFAULT_RESULTS, help="results directory (default: results)")
+    p.add_argument("--format", choices=["table", "csv"], default="table", help="output format (default: table)")
+    p.add_argument("--csv", dest="csv_path", default=None, help="also write the CSV to this file")
     return parser
 
 
@@ -53,7 +64,13 @@ def _plans(args):
 def cmd_validate(args) -> int:
     from bench.plan import describe
 
+    from bench import preflight
+
     plans = _plans(args)
+    try:
+        preflight.check(plans)
+    except ConfigError as exc:
+        raise ConfigError(f"{args.config}: {exc}") from None
     print(f"{args.config}: ok, {len(plans)} run(s)")
     for p in plans:
         print("  " + describe(p))
@@ -61,17 +78,22 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from bench import leaderboard, runner
-    from bench.measure import cost
+    from bench import leaderboard, preflight, runner
     from bench.plan import describe
 
     plans = _plans(args)
-    for price_card in sorted({p.config["cost"]["price_card"] for p in plans}):
-        cost.load_price_card(price_card)  # fail before any run starts
-    print(f"{args.config}: {len(plans)} run(s) -> {args.results}/runs/", file=sys.stderr)
+    results = Path(args.results)
+    if results.exists() and not results.is_dir():
+        raise ConfigError(f"--results: '{results}' is not a directory")
+    try:
+        preflight.check(plans)  # bad input fails here, before any run starts or anything is written
+    except ConfigError as exc:
+        raise ConfigError(f"{args.config}: {exc}") from None
+    print(f"{args.config}: {len(plans)} run(s) -> {results}/runs/", file=sys.stderr)
     for p in plans:
         print("  " + describe(p), file=sys.stderr)
-    records = runner.run_all(plans, args.results, isolate=not args.in_process)
+    records = runner.run_all(plans, results, isolate=not args.in_process, rerun=args.rerun,
+                             rerun_failed=args.rerun_failed)
     paths = leaderboard.build(args.results)
     ok = sum(r["status"] == "ok" for r in records)
     print(f"{ok}/{len(records)} run(s) ok; leaderboard: {', '.join(str(p) for p in paths)}")
@@ -90,9 +112,34 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from bench import record, report
+
+    if not Path(args.results).is_dir():
+        raise ConfigError(f"--results: directory '{args.results}' does not exist")
+    keys = [k.strip() for k in args.by.split(",") if k.strip()]
+    if not keys:
+        raise ConfigError("--by: name at least one tag key, e.g. --by team,env")
+    records, problems = record.read_all(args.results)
+    for problem in problems:
+        print(f"bench: skipped {problem}", file=sys.stderr)
+    rows = report.spend_by(records, keys)
+    text = report.csv_text(rows, keys)
+    if args.csv_path:
+        record.atomic_write_text(Path(args.csv_path), text)
+    if args.format == "csv":
+        print(text, end="")
+    else:
+        print(f"Spend in {args.results} by {', '.join(keys)} ($ and device-hours: all phases of every run, "
+              "failed ones included; kWh and CO2: training phase)\n")
+        print(report.table(rows, keys), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"validate": cmd_validate, "run": cmd_run, "leaderboard": cmd_leaderboard}[args.command]
+    handler = {"validate": cmd_validate, "run": cmd_run, "leaderboard": cmd_leaderboard,
+               "report": cmd_report}[args.command]
     try:
         return handler(args)
     except ConfigError as exc:

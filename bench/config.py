@@ -102,7 +102,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Optional[int] = None  # CPU threads; None = all cores
     max_steps: Optional[int] = None  # cap on optimizer steps (smoke tests)
-    log_every_steps: int = 20
+    max_wall_s: Optional[float] = None  # training longer than this stops the run as `timeout`
 
 
 @dataclass
@@ -131,6 +131,16 @@ class CostConfig:
 
 
 @dataclass
+class BudgetConfig:
+    """Spend limits. A run's spend = its device-hours over all phases x the hourly price."""
+
+    max_usd_per_run: Optional[float] = None
+    max_usd_total: Optional[float] = None  # over the whole sweep, counting runs already recorded
+    max_device_hours_total: Optional[float] = None
+    on_breach: Literal["stop", "warn"] = "stop"  # stop: end the run / launch nothing more; warn: alert only
+
+
+@dataclass
 class Config:
     name: str = "run"
     task: Literal["seq_cls"] = "seq_cls"
@@ -141,6 +151,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     cost: CostConfig = field(default_factory=CostConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
     tags: dict = field(default_factory=dict)  # attribution: team, env, use_case, ...
     # dotted key -> list of values (grid), and/or "variants": list of {dotted key: value}.
     sweep: dict = field(default_factory=dict)
@@ -231,7 +242,7 @@ def _positive(value, path: str) -> None:
 def validate(cfg: Config) -> Config:
     """Semantic checks beyond types. Raises ConfigError naming the key."""
     t = cfg.train
-    for key in ("epochs", "batch_size", "grad_accum", "lr", "max_steps", "threads", "log_every_steps"):
+    for key in ("epochs", "batch_size", "grad_accum", "lr", "max_steps", "threads", "max_wall_s"):
         _positive(getattr(t, key), f"train.{key}")
     if not 0 <= t.warmup_ratio < 1:
         raise ConfigError(f"train.warmup_ratio: must be in [0, 1) (got {t.warmup_ratio})")
@@ -273,6 +284,10 @@ def validate(cfg: Config) -> Config:
     _positive(cfg.cost.energy_measure_s, "cost.energy_measure_s")
     if cfg.cost.leaderboard_requests < 0:
         raise ConfigError(f"cost.leaderboard_requests: must be >= 0 (got {cfg.cost.leaderboard_requests})")
+    for key in ("max_usd_per_run", "max_usd_total", "max_device_hours_total"):
+        value = getattr(cfg.budget, key)
+        if value is not None and value < 0:
+            raise ConfigError(f"budget.{key}: must be >= 0 (got {value})")
     for key, value in cfg.tags.items():
         if not isinstance(value, (str, int, float, bool)):
             raise ConfigError(f"tags.{key}: must be a scalar (got {value!r})")

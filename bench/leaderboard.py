@@ -7,6 +7,11 @@ For each ok run:
   usd_per_point = total_usd / gain_points                 (lower is better; n/a when gain <= 0)
 Rows are sorted by usd_per_point; a row is Pareto-optimal when no other row has both
 higher-or-equal accuracy and lower-or-equal total $ (one of them strictly).
+
+Runs that differ only in ``train.seed`` form a recipe: the recipe table gives the mean,
+standard deviation, 95% confidence interval (Student t) and n of each figure, and
+recipes whose $/gain-point intervals overlap share a rank (a tie). Where a directory
+holds several records of one run id, the newest is used.
 """
 
 from __future__ import annotations
@@ -71,8 +76,82 @@ def rank(rows: list[dict]) -> list[dict]:
 
 def table_rows(records: list[dict], requests: int) -> list[dict]:
     rows = [row_for(r, requests) for r in records if r["status"] == "ok"]
+    for row, rec in zip(rows, [r for r in records if r["status"] == "ok"]):
+        row["recipe"] = recipe_key(rec["config"])
+        row["seed"] = rec["config"]["train"]["seed"]
     mark_pareto(rows)
     return rank(rows)
+
+
+def recipe_key(config: dict) -> str:
+    """The run id of the config with its seed removed: runs that differ only by seed share it."""
+    from bench.plan import run_id_for
+
+    unseeded = {**config, "train": {k: v for k, v in config["train"].items() if k != "seed"}}
+    return run_id_for(unseeded)
+
+
+def interval(values: list[float]) -> dict:
+    """mean, std (n-1), 95% CI half-width (Student t) and n; CI is None for n < 2."""
+    from statistics import mean, stdev
+
+    n = len(values)
+    m = mean(values)
+    if n < 2:
+        return {"mean": m, "std": None, "ci95": None, "n": n}
+    from scipy.stats import t
+
+    sd = stdev(values)
+    return {"mean": m, "std": sd, "ci95": float(t.ppf(0.975, n - 1)) * sd / n ** 0.5, "n": n}
+
+
+AGGREGATED = ("accuracy", "f1_macro", "gain_points", "train_usd", "serve_usd", "total_usd", "train_wall_s",
+              "train_energy_kwh", "serve_p99_ms", "usd_per_point")
+
+
+def recipe_rows(rows: list[dict]) -> list[dict]:
+    """One row per recipe with intervals over its seeds, ranked with ties."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["recipe"], []).append(row)
+    out = []
+    for key, members in groups.items():
+        first = members[0]
+        agg = {"recipe": key, "method": first["method"], "task": first["task"], "model": first["model"],
+               "seeds": sorted(m["seed"] for m in members), "n": len(members)}
+        for name in AGGREGATED:
+            values = [m[name] for m in members if m[name] is not None]
+            agg[name] = interval(values) if len(values) == len(members) else None
+        out.append(agg)
+    for agg in out:
+        agg["pareto"] = not any(
+            o is not agg and o["accuracy"]["mean"] >= agg["accuracy"]["mean"]
+            and o["total_usd"]["mean"] <= agg["total_usd"]["mean"]
+            and (o["accuracy"]["mean"] > agg["accuracy"]["mean"] or o["total_usd"]["mean"] < agg["total_usd"]["mean"])
+            for o in out)
+    return rank_with_ties(out)
+
+
+def _bounds(stat: dict) -> tuple[float, float]:
+    half = stat["ci95"] or 0.0
+    return stat["mean"] - half, stat["mean"] + half
+
+
+def rank_with_ties(recipes: list[dict]) -> list[dict]:
+    """Sort by mean $/gain point; a recipe whose interval overlaps its tie group's leader shares its rank."""
+    ordered = sorted(recipes, key=lambda r: (r["usd_per_point"] is None,
+                                             r["usd_per_point"]["mean"] if r["usd_per_point"] else 0.0))
+    leader = None
+    for i, rec in enumerate(ordered, 1):
+        stat = rec["usd_per_point"]
+        if stat is None:
+            rec["rank"], rec["tie"] = i, False
+            continue
+        if leader is not None and _bounds(leader["usd_per_point"])[1] >= _bounds(stat)[0]:
+            rec["rank"], rec["tie"], leader["tie"] = leader["rank"], True, True
+        else:
+            rec["rank"], rec["tie"], leader = i, False, rec
+    return ordered
 
 
 def _fmt(value, key: str) -> str:
@@ -98,7 +177,34 @@ def volume(records: list[dict], requests: int | None) -> int:
     return values.most_common(1)[0][0] if values else 1_000_000
 
 
-def markdown(rows: list[dict], failed: list[dict], requests: int) -> str:
+def _fmt_stat(stat: dict | None, key: str) -> str:
+    if stat is None:
+        return "n/a"
+    text = _fmt(stat["mean"], key)
+    return text if stat["ci95"] is None else f"{text} ± {_fmt(stat['ci95'], key)}"
+
+
+RECIPE_COLUMNS = [("accuracy", "accuracy"), ("f1_macro", "macro-F1"), ("gain_points", "gain (pts)"),
+                  ("train_usd", "train $"), ("serve_usd", "serve $"), ("total_usd", "total $"),
+                  ("usd_per_point", "$ / gain pt"), ("train_wall_s", "train s"), ("serve_p99_ms", "p99 ms")]
+
+
+def recipe_markdown(recipes: list[dict]) -> str:
+    out = io.StringIO()
+    out.write("## Recipes (mean ± 95% CI over seeds)\n\n")
+    out.write("Runs that differ only in `train.seed`; ± is the Student-t 95% confidence half-width "
+              "(none with one seed). Recipes whose $ / gain pt intervals overlap share a rank (`=`).\n\n")
+    heads = ["rank", "pareto", "method", "model", "n", "seeds"] + [h for _, h in RECIPE_COLUMNS]
+    out.write("| " + " | ".join(heads) + " |\n|" + "---|" * len(heads) + "\n")
+    for r in recipes:
+        cells = [("=" if r["tie"] else "") + str(r["rank"]), "yes" if r["pareto"] else "", r["method"], r["model"],
+                 str(r["n"]), ",".join(map(str, r["seeds"]))]
+        cells += [_fmt_stat(r[k], k) for k, _ in RECIPE_COLUMNS]
+        out.write("| " + " | ".join(cells) + " |\n")
+    return out.getvalue() + "\n"
+
+
+def markdown(rows: list[dict], failed: list[dict], requests: int, recipes: list[dict] | None = None) -> str:
     out = io.StringIO()
     out.write("# Cost-per-quality leaderboard\n\n")
     out.write(f"Total $ = training $ + serving $ for **{requests:,} requests**. "
@@ -108,6 +214,9 @@ def markdown(rows: list[dict], failed: list[dict], requests: int) -> str:
               "measured throughput at the fastest batch size meeting the p99 latency target. Energy and CO2 "
               "cover the training phase (see each record's `train.energy_method`). Latency p50/p99 are "
               "one request at a time, warm-up excluded.\n\n")
+    if recipes and any(r["n"] > 1 for r in recipes):
+        out.write(recipe_markdown(recipes))
+        out.write("## Runs\n\n")
     headers = [h for _, h in COLUMNS]
     out.write("| " + " | ".join(headers) + " |\n")
     out.write("|" + "---|" * len(headers) + "\n")
@@ -127,6 +236,23 @@ def csv_text(rows: list[dict]) -> str:
     writer = csv.DictWriter(out, fieldnames=[k for k, _ in COLUMNS], extrasaction="ignore")
     writer.writeheader()
     for row in rows:
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def recipe_csv_text(recipes: list[dict]) -> str:
+    out = io.StringIO()
+    fields = ["rank", "tie", "pareto", "method", "model", "n", "seeds", "recipe"]
+    for key, _ in RECIPE_COLUMNS:
+        fields += [f"{key}_mean", f"{key}_std", f"{key}_ci95"]
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    for r in recipes:
+        row = {k: r[k] for k in ("rank", "tie", "pareto", "method", "model", "n", "recipe")}
+        row["seeds"] = " ".join(map(str, r["seeds"]))
+        for key, _ in RECIPE_COLUMNS:
+            stat = r[key] or {}
+            row.update({f"{key}_mean": stat.get("mean"), f"{key}_std": stat.get("std"), f"{key}_ci95": stat.get("ci95")})
         writer.writerow(row)
     return out.getvalue()
 
@@ -166,12 +292,16 @@ def build(results_dir: str | Path, requests: int | None = None) -> list[Path]:
     records, problems = record_mod.read_all(results_dir)
     for problem in problems:
         print(f"bench: skipped {problem}")
+    records = record_mod.latest_per_run(records)
     n = volume(records, requests)
     rows = table_rows(records, n)
+    recipes = recipe_rows(rows)
     failed = [r for r in records if r["status"] != "ok"]
     md, csv_path = results_dir / "leaderboard.md", results_dir / "leaderboard.csv"
-    record_mod.atomic_write_text(md, markdown(rows, failed, n))
+    record_mod.atomic_write_text(md, markdown(rows, failed, n, recipes))
     record_mod.atomic_write_text(csv_path, csv_text(rows))
-    paths = [md, csv_path]
+    recipes_csv = results_dir / "leaderboard_recipes.csv"
+    record_mod.atomic_write_text(recipes_csv, recipe_csv_text(recipes))
+    paths = [md, csv_path, recipes_csv]
     png = plot(rows, results_dir / "leaderboard.png", n)
     return paths + ([png] if png else [])

@@ -1,7 +1,8 @@
 """The stages of one run, in order; each reads what earlier stages left in the record.
 
 data -> model -> train -> evaluate -> serve -> cost. Heavy objects (splits, model,
-tokenizer) live in a per-run state dict, never in the record.
+tokenizer) live in a per-run state dict, never in the record. `account` prices the
+device time a run has held so far, for finished and failed runs alike.
 """
 
 from __future__ import annotations
@@ -14,13 +15,50 @@ from bench.measure import cost as cost_mod
 from bench.measure.clock import PhaseClock
 
 STAGES = ("data", "model", "train", "evaluate", "serve", "cost")
-_STATE: dict = {}
 
 
-def run_stage(stage: str, plan, rec: dict) -> None:
-    if stage == "data":
-        _STATE.clear()
-    globals()[f"_stage_{stage}"](plan, rec, _STATE)
+def new_state(allowance) -> dict:
+    return {"allowance": allowance, "run_start": time.perf_counter()}
+
+
+def run_stage(stage: str, plan, rec: dict, state: dict) -> None:
+    globals()[f"_stage_{stage}"](plan, rec, state)
+
+
+def account(rec: dict, state: dict) -> None:
+    """Price the run's device time so far: wall seconds since it started x devices x price."""
+    if "price" not in state:
+        return  # failed before a device was priced: nothing was spent on it
+    wall_s = time.perf_counter() - state["run_start"]
+    devices = state["devinfo"]["count"]
+    cost = rec.setdefault("cost", {})
+    cost.update({
+        "run_wall_s": wall_s,
+        "run_device_hours": cost_mod.device_hours(wall_s, devices),
+        "run_usd": cost_mod.train_usd(wall_s, devices, state["price"]["usd_per_hour"]),
+        "run_usd_covers": "all phases of the run process (load, train, evaluate, serve) x hourly device price",
+        "usd_per_hour": state["price"]["usd_per_hour"],
+        "price_device": state["price_key"],
+    })
+
+
+def _budget_guard(state: dict):
+    """Called after every training step: project the run's spend and check the allowance."""
+    from bench.budget import REFINE_AFTER_STEPS
+
+    allowance, price, devices = state["allowance"], state["price"]["usd_per_hour"], state["devinfo"]["count"]
+    if allowance.max_usd is None and allowance.max_device_hours is None:
+        return None
+
+    def guard(done: int, total: int, train_s: float) -> None:
+        if done < min(REFINE_AFTER_STEPS, total):
+            return
+        elapsed_s = time.perf_counter() - state["run_start"]
+        projected_s = elapsed_s + train_s / done * (total - done)
+        hours = cost_mod.device_hours(projected_s, devices)
+        allowance.check(hours * price, hours, f"at step {done}/{total}")
+
+    return guard
 
 
 def _stage_data(plan, rec, state) -> None:
@@ -71,9 +109,9 @@ def _stage_train(plan, rec, state) -> None:
     from tqdm.auto import tqdm
 
     from bench.measure.energy import EnergyMeter
-    from bench.measure.memory import peak_memory, reset_peak
+    from bench.measure.memory import reset_peak
     from bench.methods.base import count_params
-    from bench.train import tokenize, train
+    from bench.train import TrainResult, tokenize, train
 
     cfg, splits, clock = plan.cfg, state["splits"], state["clock"]
     trainable, total = count_params(state["model"])
@@ -83,15 +121,23 @@ def _stage_train(plan, rec, state) -> None:
     gpu_ids = [0] if state["device"].startswith("cuda") else []
     meter = EnergyMeter(cfg.cost.country_iso_code, cfg.cost.energy_measure_s, gpu_ids, phase="train")
     meter.start()
-    with tqdm(total=state["steps"], desc=f"train {cfg.method.name}", unit="step", leave=False) as bar:
-        try:
-            result = train(state["model"], state["tokenizer"], features, splits.train_labels, cfg.train,
-                           method=state["method"], total_steps=state["steps"], device=state["device"],
-                           precision=state["precision"], clock=clock, progress=bar)
-        finally:
-            energy = meter.stop()
+    result = TrainResult()
+    try:
+        with tqdm(total=state["steps"], desc=f"train {cfg.method.name}", unit="step", leave=False) as bar:
+            train(state["model"], state["tokenizer"], features, splits.train_labels, cfg.train,
+                  method=state["method"], total_steps=state["steps"], device=state["device"],
+                  precision=state["precision"], clock=clock, progress=bar, result=result,
+                  guard=_budget_guard(state))
+    finally:  # on failure too: the record keeps what was measured so far
+        rec["train"] = _train_summary(state, result, meter.stop(), trainable, total)
+    rec["method_report"] = state["method"].report(state["model"])
+
+
+def _train_summary(state: dict, result, energy: dict, trainable: int, total: int) -> dict:
+    from bench.measure.memory import peak_memory
+
     n_devices = state["devinfo"]["count"]
-    rec["train"] = {
+    return {
         **result.summary(),
         "wall_s_covers": "training loop only (optimizer steps incl. batch padding); loading, tokenization, "
                          "evaluation excluded; device synchronized before each clock read",
@@ -104,7 +150,6 @@ def _stage_train(plan, rec, state) -> None:
         "trainable_fraction": trainable / total,
         "losses": [round(x, 6) for x in result.losses],
     }
-    rec["method_report"] = state["method"].report(state["model"])
 
 
 def _stage_evaluate(plan, rec, state) -> None:
@@ -145,3 +190,4 @@ def _stage_cost(plan, rec, state) -> None:
         "price_card": card,
     }
     rec["phases_wall_s"] = dict(state["clock"].wall_s)
+    account(rec, state)

@@ -44,6 +44,20 @@ def total_steps(n_train: int, batch_size: int, grad_accum: int, epochs: float, m
     return min(steps, max_steps) if max_steps else steps
 
 
+def adalora_schedule(total: int, tinit: int | None, tfinal: int | None) -> tuple[int, int]:
+    """AdaLoRA (tinit, tfinal): defaults 10% warm-up and 30% final phase; a budgeting phase must remain."""
+    tinit = max(1, int(0.1 * total)) if tinit is None else tinit
+    tfinal = max(1, int(0.3 * total)) if tfinal is None else tfinal
+    if tinit < 0 or tfinal < 0:
+        raise ConfigError(f"method.tinit/method.tfinal: must be >= 0 (got {tinit}, {tfinal})")
+    if tinit + tfinal >= total:
+        raise ConfigError(
+            f"method.tinit + method.tfinal: {tinit} + {tfinal} >= {total} total steps leaves "
+            "no budgeting phase; lower them or train longer"
+        )
+    return tinit, tfinal
+
+
 def run_id_for(resolved: dict) -> str:
     """Stable id from the resolved config; tags (attribution only) do not change it."""
     material = {k: v for k, v in resolved.items() if k not in ("tags", "sweep")}

@@ -1,8 +1,12 @@
 """The run record: one self-describing JSON file per run, written atomically.
 
 A record is written to a temporary file in the same directory, flushed to disk,
-then renamed over the target, so a reader sees the old file or the new one, never
-half of one. Readers skip (and report) files that are not valid records.
+then renamed into place, so a reader sees a whole file or none. Records are never
+overwritten: each results directory has a checkout token (``.checkout-id``, not
+committed), and a record's file is ``runs/<run_id>.<token>.<attempt>.json``. Resume
+looks only at this token's records, so records published from another checkout are
+kept and shown but never make a fresh checkout skip its own measurement.
+Secrets found in the environment (tokens, keys, passwords) are masked before writing.
 """
 
 from __future__ import annotations
@@ -63,11 +67,59 @@ def validate(record: dict) -> dict:
     return record
 
 
-def record_path(results_dir: str | Path, run_id: str) -> Path:
-    """The record's file; the run id can never name a path outside the results directory."""
+_TOKEN_FILE = ".checkout-id"
+_SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL)", re.I)
+
+
+def checkout_token(results_dir: str | Path) -> str:
+    """This results directory's token for records made from this checkout (created once)."""
+    path = Path(results_dir) / _TOKEN_FILE
+    if path.is_file():
+        token = path.read_text().strip()
+        if re.fullmatch(r"[0-9a-f]{8}", token):
+            return token
+    token = os.urandom(4).hex()
+    atomic_write_text(path, token + "\n")
+    return token
+
+
+def _check_id(run_id: str) -> None:
     if not _SAFE_ID.match(run_id) or ".." in run_id:
         raise ValueError(f"unsafe run id {run_id!r}")
-    return Path(results_dir) / "runs" / f"{run_id}.json"
+
+
+def record_path(results_dir: str | Path, run_id: str, token: str, attempt: int) -> Path:
+    """The record's file; the run id can never name a path outside the results directory."""
+    _check_id(run_id)
+    return Path(results_dir) / "runs" / f"{run_id}.{token}.{attempt}.json"
+
+
+def own_records(results_dir: str | Path, run_id: str, token: str) -> list[Path]:
+    """This checkout's record files for a run, oldest attempt first."""
+    _check_id(run_id)
+    paths = (Path(results_dir) / "runs").glob(f"{run_id}.{token}.*.json")
+    attempts = []
+    for path in paths:
+        tail = path.name[len(run_id) + len(token) + 2:-len(".json")]
+        if tail.isdigit():
+            attempts.append((int(tail), path))
+    return [p for _, p in sorted(attempts)]
+
+
+def next_record_path(results_dir: str | Path, run_id: str) -> Path:
+    token = checkout_token(results_dir)
+    existing = own_records(results_dir, run_id, token)
+    attempt = int(existing[-1].name.rsplit(".", 2)[-2]) + 1 if existing else 1
+    return record_path(results_dir, run_id, token, attempt)
+
+
+def mask_secrets(text: str, environ=None) -> str:
+    """Replace the values of secret-looking environment variables with '***'."""
+    environ = os.environ if environ is None else environ
+    for name, value in environ.items():
+        if _SECRET_NAME.search(name) and value and len(value) >= 6:
+            text = text.replace(value, "***")
+    return text
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -85,10 +137,11 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def write(results_dir: str | Path, record: dict) -> Path:
+def write(path: str | Path, record: dict) -> Path:
+    """Validate and write one record atomically to ``path`` (from `next_record_path`)."""
     validate(record)
-    path = record_path(results_dir, record["run_id"])
-    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=False, default=str) + "\n")
+    path = Path(path)
+    atomic_write_text(path, mask_secrets(json.dumps(record, indent=2, default=str)) + "\n")
     return path
 
 
@@ -106,7 +159,7 @@ def read(path: str | Path) -> dict:
 
 
 def read_all(results_dir: str | Path) -> tuple[list[dict], list[str]]:
-    """(valid records sorted by run id, problems with other files)."""
+    """(valid records sorted by file name, problems with other files)."""
     records, problems = [], []
     for path in sorted((Path(results_dir) / "runs").glob("*.json")):
         try:
@@ -114,6 +167,16 @@ def read_all(results_dir: str | Path) -> tuple[list[dict], list[str]]:
         except RecordError as exc:
             problems.append(str(exc))
     return records, problems
+
+
+def latest_per_run(records: list[dict]) -> list[dict]:
+    """The newest record of each run id (by finish time); older ones stay on disk as history."""
+    newest: dict[str, dict] = {}
+    for rec in records:
+        old = newest.get(rec["run_id"])
+        if old is None or str(rec.get("finished_at", "")) >= str(old.get("finished_at", "")):
+            newest[rec["run_id"]] = rec
+    return sorted(newest.values(), key=lambda r: r["run_id"])
 
 
 def _git(args: list[str], cwd: Path) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -21,6 +22,10 @@ from bench.measure.clock import PhaseClock
 
 class NanLossError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class RunTimeout(RuntimeError):
+    """Training ran past ``train.max_wall_s``."""
 
 
 @dataclass
@@ -92,15 +97,22 @@ def _steps(n: int, cfg: TrainConfig):
 
 
 def train(model, tokenizer, features: list[dict], labels: list[int], cfg: TrainConfig, *, method,
-          total_steps: int, device: str, precision: str, clock: PhaseClock, progress=None) -> TrainResult:
-    """Train for exactly ``total_steps`` optimizer steps; raises NanLossError on a non-finite loss."""
+          total_steps: int, device: str, precision: str, clock: PhaseClock, progress=None,
+          result: TrainResult | None = None, guard=None) -> TrainResult:
+    """Train for exactly ``total_steps`` optimizer steps, filling ``result`` as it goes.
+
+    Raises NanLossError on a non-finite loss and RunTimeout past ``cfg.max_wall_s``;
+    ``guard(steps_done, total_steps, train_s)`` runs after every step and may raise to stop
+    (budgets). On any exception ``result`` holds the work done so far.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and device.startswith("cuda") else None
-    result = TrainResult()
+    result = result if result is not None else TrainResult()
     model.train()
+    start = time.perf_counter()
     with clock.phase("train"):
         for global_step, group in enumerate(_steps(len(features), cfg)):
             if global_step >= total_steps:
@@ -130,8 +142,14 @@ def train(model, tokenizer, features: list[dict], labels: list[int], cfg: TrainC
             optimizer.zero_grad(set_to_none=True)
             result.optimizer_steps += 1
             result.losses.append(step_loss)
+            result.wall_s = time.perf_counter() - start
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(loss=f"{step_loss:.4f}", refresh=False)
+            if cfg.max_wall_s and result.wall_s > cfg.max_wall_s and result.optimizer_steps < total_steps:
+                raise RunTimeout(f"training passed train.max_wall_s={cfg.max_wall_s:g} s at step "
+                                 f"{result.optimizer_steps}/{total_steps}")
+            if guard is not None:
+                guard(result.optimizer_steps, total_steps, result.wall_s)
     result.wall_s = clock.wall_s["train"]
     return result

@@ -12,10 +12,11 @@ from bench import leaderboard, record
 from tests.test_record import ok_record
 
 
-def rec(run_id, method, acc, train_usd, per_1k, majority=0.6, status="ok"):
+def rec(run_id, method, acc, train_usd, per_1k, majority=0.6, status="ok", seed=0):
     r = ok_record()
-    r.update(run_id=run_id, method=method, status=status, config={"model": {"id": "m"},
-                                                                 "cost": {"leaderboard_requests": 1000}})
+    r.update(run_id=run_id, method=method, status=status,
+             config={"name": "x", "model": {"id": "m"}, "method": {"name": method}, "train": {"seed": seed},
+                     "cost": {"leaderboard_requests": 1000}})
     r["quality"] = {"accuracy": acc, "f1": acc - 0.01}
     r["baseline"]["majority_class"]["accuracy"] = majority
     r["cost"]["train_usd"] = train_usd
@@ -54,7 +55,7 @@ def test_build_writes_md_csv_and_failed_section(tmp_path):
         if r["status"] != "ok":
             r = {k: v for k, v in r.items() if k not in ("quality",)}
             r["failed_stage"], r["error"] = "train", {"message": "CUDA out of memory"}
-        record.write(tmp_path, r)
+        record.write(record.next_record_path(tmp_path, r["run_id"]), r)
     paths = leaderboard.build(tmp_path)
     md = (tmp_path / "leaderboard.md").read_text()
     assert "1,000 requests" in md and "## Failed runs" in md and "CUDA out of memory" in md
@@ -62,9 +63,37 @@ def test_build_writes_md_csv_and_failed_section(tmp_path):
     with open(tmp_path / "leaderboard.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4 and rows[0]["run_id"] == "a-lora-1" and float(rows[0]["total_usd"]) == 2.0
-    assert (tmp_path / "leaderboard.png").stat().st_size > 1000 and len(paths) == 3
+    assert (tmp_path / "leaderboard.png").stat().st_size > 1000 and len(paths) == 4
 
 
 def test_leaderboard_never_imports_torch():
     code = "import sys, bench.leaderboard, bench.plan, bench.config; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_interval_hand_computed():
+    stat = leaderboard.interval([0.80, 0.82, 0.84])
+    # mean 0.82, sample std 0.02, t(0.975, df=2) = 4.302653: half-width = 4.302653 x 0.02 / sqrt(3)
+    assert stat["mean"] == pytest.approx(0.82) and stat["std"] == pytest.approx(0.02)
+    assert stat["ci95"] == pytest.approx(0.0496827, rel=1e-5) and stat["n"] == 3
+    assert leaderboard.interval([0.5])["ci95"] is None
+
+
+def seeded(method, accs, train_usd):
+    return [rec(f"{method}-{s}", method, a, train_usd, 1.0, seed=s) for s, a in enumerate(accs)]
+
+
+def test_seeds_aggregate_and_overlapping_intervals_tie():
+    records = (seeded("lora", [0.80, 0.82, 0.78], 1.0) + seeded("qlora", [0.79, 0.83, 0.77], 1.0)
+               + seeded("full", [0.85, 0.85, 0.85], 40.0))
+    recipes = leaderboard.recipe_rows(leaderboard.table_rows(records, requests=1000))
+    by_method = {r["method"]: r for r in recipes}
+    assert {r["n"] for r in recipes} == {3} and by_method["lora"]["seeds"] == [0, 1, 2]
+    assert by_method["lora"]["accuracy"]["mean"] == pytest.approx(0.80)
+    # lora and qlora: same mean $ (2.0) and overlapping $/pt intervals -> tied at rank 1
+    assert by_method["lora"]["rank"] == by_method["qlora"]["rank"] == 1
+    assert by_method["lora"]["tie"] and by_method["qlora"]["tie"]
+    # full: $41 total for 25 points, far outside: its own rank
+    assert by_method["full"]["rank"] == 3 and not by_method["full"]["tie"]
+    md = leaderboard.markdown([], [], 1000, recipes)
+    assert "mean ± 95% CI" in md and "| =1 |" in md

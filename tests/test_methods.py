@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from bench import pipeline, plan, record, runner
+from bench.budget import Allowance
 from bench.config import ConfigError
 from bench.methods.base import count_params
 
@@ -18,9 +19,10 @@ def prepared(raw: dict) -> dict:
     """Run the data and model stages; return the run state (model, method, tokenizer...)."""
     p = one_plan(raw)
     rec = runner.base_record(p)
+    state = pipeline.new_state(Allowance())
     for stage in ("data", "model"):
-        pipeline.run_stage(stage, p, rec)
-    return dict(pipeline._STATE)
+        pipeline.run_stage(stage, p, rec, state)
+    return state
 
 
 @pytest.mark.parametrize("method", ["lora", "qlora", "adalora", "full"])
@@ -28,7 +30,7 @@ def test_each_method_trains_and_writes_a_valid_record(make_config, tmp_path, met
     raw = make_config(method={"name": method, "tinit": 1, "tfinal": 2})
     rec = runner.execute(one_plan(raw), tmp_path)
     assert rec["status"] == "ok", rec.get("error")
-    on_disk = record.read(record.record_path(tmp_path, rec["run_id"]))
+    (on_disk,), _ = record.read_all(tmp_path)
     assert on_disk["method"] == method and on_disk["task"] == "seq_cls"
     train = on_disk["train"]
     assert train["optimizer_steps"] == 8 and train["samples"] == 64  # 64 examples / batch 8, one epoch

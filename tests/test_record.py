@@ -23,38 +23,67 @@ def ok_record() -> dict:
                    cost={"train_usd": 0.0001}, serve={"latency_ms": {"p50": 5.0, "p99": 9.0}})
 
 
+def write(results, rec):
+    return record.write(record.next_record_path(results, rec["run_id"]), rec)
+
+
 def test_write_and_read_round_trip(tmp_path):
-    path = record.write(tmp_path, ok_record())
-    assert path == tmp_path / "runs" / "r-lora-0123456789.json"
+    path = write(tmp_path, ok_record())
+    token = (tmp_path / ".checkout-id").read_text().strip()
+    assert path == tmp_path / "runs" / f"r-lora-0123456789.{token}.1.json"
     assert record.read(path)["quality"]["accuracy"] == 0.8
     assert not list((tmp_path / "runs").glob(".*.tmp"))  # no temp file left behind
+
+
+def test_records_are_never_overwritten(tmp_path):
+    first = write(tmp_path, ok_record())
+    second = write(tmp_path, ok_record())
+    assert first != second and second.name.endswith(".2.json") and first.exists()
+    token = record.checkout_token(tmp_path)
+    assert record.own_records(tmp_path, "r-lora-0123456789", token) == [first, second]
+    assert record.own_records(tmp_path, "r-lora-0123456789", "00000000") == []
+
+
+def test_latest_per_run():
+    a, b = ok_record(), ok_record()
+    a["finished_at"], b["finished_at"] = "2026-01-01T00:00:00", "2026-02-01T00:00:00"
+    b["quality"] = {"accuracy": 0.9}
+    assert record.latest_per_run([b, a]) == [b] and record.latest_per_run([a, b]) == [b]
+
+
+def test_secrets_are_masked(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_verysecretvalue")
+    rec = ok_record()
+    rec["error"] = {"message": "401 for token hf_verysecretvalue"}
+    text = write(tmp_path, rec).read_text()
+    assert "hf_verysecretvalue" not in text and "401 for token ***" in text
 
 
 def test_ok_record_needs_its_measurements(tmp_path):
     rec = ok_record()
     del rec["train"]["peak_memory_mb"]
     with pytest.raises(record.RecordError, match="train.peak_memory_mb"):
-        record.write(tmp_path, rec)
-    assert not (tmp_path / "runs" / "r-lora-0123456789.json").exists()
+        write(tmp_path, rec)
+    assert not list((tmp_path / "runs").glob("*.json"))
 
 
 def test_failed_write_keeps_old_record(tmp_path):
-    record.write(tmp_path, ok_record())
+    path = write(tmp_path, ok_record())
     bad = ok_record()
     bad["status"] = "weird"
     with pytest.raises(record.RecordError):
-        record.write(tmp_path, bad)
-    assert record.read(tmp_path / "runs" / "r-lora-0123456789.json")["status"] == "ok"
+        record.write(path, bad)
+    assert record.read(path)["status"] == "ok"
 
 
 @pytest.mark.parametrize("run_id", ["../x", "a/b", "", ".hidden", "a..b"])
 def test_unsafe_run_ids(tmp_path, run_id):
     with pytest.raises(ValueError):
-        record.record_path(tmp_path, run_id)
+        record.record_path(tmp_path, run_id, "abcd0123", 1)
 
 
 def test_read_all_skips_corrupt_files(tmp_path):
-    record.write(tmp_path, ok_record())
+    write(tmp_path, ok_record())
     (tmp_path / "runs" / "broken.json").write_text("{not json")
     (tmp_path / "runs" / "other.json").write_text(json.dumps({"schema_version": 99}))
     records, problems = record.read_all(tmp_path)

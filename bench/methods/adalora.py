@@ -9,30 +9,16 @@ from __future__ import annotations
 
 from peft import AdaLoraConfig, get_peft_model
 
-from bench.config import ConfigError
 from bench.methods.base import Method
 from bench.methods.lora import build_peft_config, peft_kwargs
-
-
-def schedule(total_steps: int, tinit: int | None, tfinal: int | None) -> tuple[int, int]:
-    """(tinit, tfinal): defaults are 10% warm-up and 30% final phase; a budgeting phase must remain."""
-    tinit = max(1, int(0.1 * total_steps)) if tinit is None else tinit
-    tfinal = max(1, int(0.3 * total_steps)) if tfinal is None else tfinal
-    if tinit < 0 or tfinal < 0:
-        raise ConfigError(f"method.tinit/method.tfinal: must be >= 0 (got {tinit}, {tfinal})")
-    if tinit + tfinal >= total_steps:
-        raise ConfigError(
-            f"method.tinit + method.tfinal: {tinit} + {tfinal} >= {total_steps} total steps leaves "
-            "no budgeting phase; lower them or train longer"
-        )
-    return tinit, tfinal
+from bench.plan import adalora_schedule
 
 
 class AdaLoraMethod(Method):
     name = "adalora"
 
     def wrap(self, model):
-        self.tinit, self.tfinal = schedule(self.ctx.total_steps, self.cfg.tinit, self.cfg.tfinal)
+        self.tinit, self.tfinal = adalora_schedule(self.ctx.total_steps, self.cfg.tinit, self.cfg.tfinal)
         kwargs = peft_kwargs(self, model)
         kwargs.pop("r")
         kwargs.update(
