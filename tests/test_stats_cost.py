@@ -36,7 +36,7 @@ def test_summarize_reports_n_and_order():
 def test_training_cost():
     # 30 minutes on 2 devices at $3/device-hour = 1 device-hour x ... = 2 x 0.5 x 3 = $3.00
     assert cost.device_hours(1800, 2) == pytest.approx(1.0)
-    assert cost.train_usd(1800, 2, 3.0) == pytest.approx(3.0)
+    assert cost.device_time_usd(1800, 2, 3.0) == pytest.approx(3.0)
 
 
 def test_serving_cost_per_1k_requests():

@@ -1,6 +1,7 @@
 """Price cards and cost arithmetic. Every price is per device-hour in USD.
 
-Training $   = device_hours x usd_per_hour, where device_hours = wall_s / 3600 x devices.
+Training $   = device_hours x usd_per_hour, where device_hours = wall_s / 3600 x devices
+               (the same pricing gives a run's spend over all its phases).
 Serving $    = usd_per_hour x devices / (3600 x requests_per_s) x requests.
 Energy $     = energy_kwh x usd_per_kwh (shown apart; cloud hourly prices already include power).
 """
@@ -57,7 +58,8 @@ def device_hours(wall_s: float, n_devices: int) -> float:
     return wall_s / 3600.0 * n_devices
 
 
-def train_usd(wall_s: float, n_devices: int, usd_per_hour: float) -> float:
+def device_time_usd(wall_s: float, n_devices: int, usd_per_hour: float) -> float:
+    """$ for holding n devices for wall_s seconds (training $ when wall_s is the training phase)."""
     return device_hours(wall_s, n_devices) * usd_per_hour
 
 
