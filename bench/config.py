@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -20,6 +21,7 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
+MAX_YAML_ALIASES = 100  # a config never needs more; "billion laughs" files need millions
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
 
 
@@ -200,9 +202,11 @@ def _coerce(value: Any, tp, path: str) -> Any:
         return _from_dict(tp, value, path)
     if tp is float:
         if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
-            return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
+            value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number (got {value!r})")
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: must be a finite number (got {value!r})")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -244,6 +248,10 @@ def validate(cfg: Config) -> Config:
     t = cfg.train
     for key in ("epochs", "batch_size", "grad_accum", "lr", "max_steps", "threads", "max_wall_s"):
         _positive(getattr(t, key), f"train.{key}")
+    for key, limit in (("epochs", 10_000), ("batch_size", 1_000_000), ("grad_accum", 100_000), ("threads", 4096)):
+        value = getattr(t, key)
+        if value is not None and value > limit:
+            raise ConfigError(f"train.{key}: must be <= {limit:,} (got {value})")
     if not 0 <= t.warmup_ratio < 1:
         raise ConfigError(f"train.warmup_ratio: must be in [0, 1) (got {t.warmup_ratio})")
     if t.weight_decay < 0:
@@ -270,7 +278,14 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("data.id: must not be empty")
     if not cfg.model.id:
         raise ConfigError("model.id: must not be empty")
+    for i, label in enumerate(d.labels):
+        if not isinstance(label, (str, int)) or isinstance(label, bool):
+            raise ConfigError(f"data.labels[{i}]: must be a label name or number (got {label!r})")
+    if len(set(d.labels)) != len(d.labels):
+        raise ConfigError(f"data.labels: names must be unique (got {d.labels})")
     _positive(cfg.eval.batch_size, "eval.batch_size")
+    if "accuracy" not in cfg.eval.metrics:
+        raise ConfigError("eval.metrics: must include accuracy (the leaderboard ranks by it)")
     for metric in cfg.eval.metrics:
         if metric not in ("accuracy", "f1"):
             raise ConfigError(f"eval.metrics: unknown metric {metric!r}" + did_you_mean(metric, ["accuracy", "f1"]))
@@ -330,6 +345,8 @@ def parse_set(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ConfigError(f"--set {item}: expected dotted.key=value")
     key, raw = item.split("=", 1)
+    if raw.count("*") > MAX_YAML_ALIASES:
+        raise ConfigError(f"--set {key}: too many YAML aliases")
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError as exc:
@@ -342,7 +359,16 @@ def load_raw(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        aliases = sum(isinstance(t, yaml.AliasToken) for t in yaml.scan(text))
+        if aliases > MAX_YAML_ALIASES:
+            raise ConfigError(f"{path}: {aliases} YAML aliases (more than {MAX_YAML_ALIASES}); refusing to expand")
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

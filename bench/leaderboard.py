@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -29,7 +30,8 @@ COLUMNS = [
     ("gain_points", "gain (pts)"), ("train_wall_s", "train s"), ("train_device_hours", "device-h"),
     ("train_energy_kwh", "train kWh"), ("train_co2_kg", "train CO2 kg"), ("train_usd", "train $"),
     ("peak_memory_mb", "peak MB"), ("trainable_params", "trainable params"), ("serve_p50_ms", "p50 ms"),
-    ("serve_p99_ms", "p99 ms"), ("serve_usd_per_1k", "serve $/1K req"), ("serve_usd", "serve $"),
+    ("serve_p99_ms", "p99 ms"), ("serve_usd_per_1k", "serve $/1K req"), ("serve_batch", "serve batch"),
+    ("serve_meets_slo", "meets SLO"), ("serve_usd", "serve $"),
     ("total_usd", "total $"), ("usd_per_point", "$ / gain pt"), ("device", "device"), ("run_id", "run id"),
 ]
 
@@ -38,8 +40,10 @@ def row_for(rec: dict, requests: int) -> dict:
     acc = rec["quality"]["accuracy"]
     majority = rec["baseline"]["majority_class"]["accuracy"]
     gain = (acc - majority) * 100.0
-    per_1k = rec["serve"].get("usd_per_1k_requests")
+    serve = rec.get("serve") or {}
+    per_1k = serve.get("usd_per_1k_requests")
     serve_usd = per_1k * requests / 1000.0 if per_1k is not None else 0.0
+    latency = serve.get("latency_ms") or {}
     total = rec["cost"]["train_usd"] + serve_usd
     train = rec["train"]
     return {
@@ -48,8 +52,9 @@ def row_for(rec: dict, requests: int) -> dict:
         "gain_points": gain, "train_wall_s": train["wall_s"], "train_device_hours": train["device_hours"],
         "train_energy_kwh": train["energy_kwh"], "train_co2_kg": train.get("co2_kg"),
         "train_usd": rec["cost"]["train_usd"], "peak_memory_mb": train["peak_memory_mb"],
-        "trainable_params": train["trainable_params"], "serve_p50_ms": rec["serve"]["latency_ms"]["p50"],
-        "serve_p99_ms": rec["serve"]["latency_ms"]["p99"], "serve_usd_per_1k": per_1k, "serve_usd": serve_usd,
+        "trainable_params": train["trainable_params"], "serve_p50_ms": latency.get("p50"),
+        "serve_p99_ms": latency.get("p99"), "serve_usd_per_1k": per_1k, "serve_usd": serve_usd,
+        "serve_batch": serve.get("cost_basis_batch_size"), "serve_meets_slo": serve.get("cost_basis_meets_slo"),
         "total_usd": total, "usd_per_point": total / gain if gain > 0 else None,
         "device": rec.get("device", {}).get("name", ""), "run_id": rec["run_id"],
     }
@@ -75,10 +80,19 @@ def rank(rows: list[dict]) -> list[dict]:
 
 
 def table_rows(records: list[dict], requests: int) -> list[dict]:
-    rows = [row_for(r, requests) for r in records if r["status"] == "ok"]
-    for row, rec in zip(rows, [r for r in records if r["status"] == "ok"]):
-        row["recipe"] = recipe_key(rec["config"])
-        row["seed"] = rec["config"]["train"]["seed"]
+    rows = []
+    for rec in records:
+        if rec["status"] != "ok":
+            continue
+        try:
+            row = row_for(rec, requests)
+            row["recipe"] = recipe_key(rec["config"])
+            row["seed"] = rec["config"]["train"]["seed"]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            print(f"bench: skipped record {rec.get('run_id')}: incomplete ({type(exc).__name__}: {exc})",
+                  file=sys.stderr)
+            continue
+        rows.append(row)
     mark_pareto(rows)
     return rank(rows)
 
@@ -158,6 +172,8 @@ def _fmt(value, key: str) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, bool):
+        if key == "serve_meets_slo":
+            return "yes" if value else "**no**"
         return "yes" if value else ""
     if key == "trainable_params":
         return f"{value:,}"
@@ -173,7 +189,8 @@ def _fmt(value, key: str) -> str:
 def volume(records: list[dict], requests: int | None) -> int:
     if requests is not None:
         return requests
-    values = Counter(r["config"]["cost"]["leaderboard_requests"] for r in records)
+    values = Counter((r["config"].get("cost") or {}).get("leaderboard_requests") for r in records)
+    values.pop(None, None)
     return values.most_common(1)[0][0] if values else 1_000_000
 
 
@@ -211,7 +228,8 @@ def markdown(rows: list[dict], failed: list[dict], requests: int, recipes: list[
               "$ / gain pt = total $ / (accuracy - majority-class accuracy) x 100; lower is better. "
               "Pareto: no other run is both at least as accurate and at least as cheap. "
               "Training $ = training-phase device-hours x the price card's hourly price; serving $ uses the "
-              "measured throughput at the fastest batch size meeting the p99 latency target. Energy and CO2 "
+              "measured throughput at the fastest batch size meeting the p99 latency target (`serve batch`; "
+              "when none meets it, batch 1 and `meets SLO` says **no**). Energy and CO2 "
               "cover the training phase (see each record's `train.energy_method`). Latency p50/p99 are "
               "one request at a time, warm-up excluded.\n\n")
     if recipes and any(r["n"] > 1 for r in recipes):
@@ -291,7 +309,7 @@ def build(results_dir: str | Path, requests: int | None = None) -> list[Path]:
     results_dir = Path(results_dir)
     records, problems = record_mod.read_all(results_dir)
     for problem in problems:
-        print(f"bench: skipped {problem}")
+        print(f"bench: skipped {problem}", file=sys.stderr)
     records = record_mod.latest_per_run(records)
     n = volume(records, requests)
     rows = table_rows(records, n)

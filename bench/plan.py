@@ -59,8 +59,8 @@ def adalora_schedule(total: int, tinit: int | None, tfinal: int | None) -> tuple
 
 
 def run_id_for(resolved: dict) -> str:
-    """Stable id from the resolved config; tags (attribution only) do not change it."""
-    material = {k: v for k, v in resolved.items() if k not in ("tags", "sweep")}
+    """Stable id from the resolved config (tags included: the same run for two teams is two spends)."""
+    material = {k: v for k, v in resolved.items() if k != "sweep"}
     digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:10]
     name = re.sub(r"[^a-z0-9_-]+", "-", str(resolved.get("name", "run")).lower()).strip("-") or "run"
     method = resolved.get("method", {}).get("name", "method")
@@ -74,9 +74,11 @@ def _sweep_points(sweep: dict) -> list[dict]:
         if not isinstance(variants, list) or not variants:
             raise ConfigError("sweep.variants: must be a non-empty list of mappings")
         for i, v in enumerate(variants):
-            if not isinstance(v, dict) or not v:
+            if not isinstance(v, dict) or not v or not all(isinstance(k, str) for k in v):
                 raise ConfigError(f"sweep.variants[{i}]: must be a non-empty mapping of dotted keys")
     for key, values in sweep.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"sweep: keys must be dotted key names (got {key!r})")
         if not isinstance(values, list):
             raise ConfigError(f"sweep.{key}: must be a list of values (got {values!r})")
         if not values:

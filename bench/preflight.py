@@ -20,10 +20,16 @@ def check(plans: list[RunPlan]) -> None:
     """Raise ConfigError naming the key for the first problem found."""
     train_sizes: dict[str, int] = {}
     detected: dict[str, str] = {}
+    models: set[str] = set()
     for plan in plans:
         cfg = plan.cfg
         card = cost.load_price_card(cfg.cost.price_card)
         sources.model_location(cfg.model)
+        model_key = json.dumps([asdict(cfg.model), cfg.method.name, cfg.method.target_modules,
+                                cfg.method.peft_options], sort_keys=True, default=str)
+        if model_key not in models:
+            _check_model_and_method(cfg)
+            models.add(model_key)
         data_key = json.dumps(asdict(cfg.data), sort_keys=True)
         if data_key not in train_sizes:
             train_sizes[data_key] = len(sources.build_splits(cfg.data).train_texts)
@@ -43,3 +49,34 @@ def _device_name(wanted: str) -> str:
         return device.describe(device.pick_device(wanted))["name"]
     except RuntimeError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _check_model_and_method(cfg) -> None:
+    """Load the model's config (no weights), find its head and resolve the method's targets."""
+    import dataclasses
+
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from bench.config import did_you_mean
+    from bench.methods.base import head_module_names, resolve_targets
+
+    try:
+        config = AutoConfig.from_pretrained(sources.model_location(cfg.model), num_labels=2,
+                                            **sources.pretrained_kwargs(cfg.model))
+        with torch.device("meta"):
+            skeleton = AutoModelForSequenceClassification.from_config(config)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"model.id: cannot load '{cfg.model.id}' as a sequence classifier: "
+                          f"{str(exc).strip().splitlines()[0][:200]}") from None
+    if cfg.method.name == "full":
+        return
+    resolve_targets(skeleton, cfg.method, head_module_names(skeleton))
+    from peft import AdaLoraConfig, LoraConfig
+
+    config_cls = AdaLoraConfig if cfg.method.name == "adalora" else LoraConfig
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    for key in cfg.method.peft_options:
+        if key not in known:
+            raise ConfigError(f"method.peft_options.{key}: not an option of peft's {config_cls.__name__}"
+                              + did_you_mean(key, known))

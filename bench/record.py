@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "error", "oom", "nan_loss", "timeout", "budget_exceeded")
+STATUSES = ("ok", "error", "oom", "nan_loss", "timeout", "budget_exceeded", "interrupted")
 REQUIRED_KEYS = ("schema_version", "run_id", "status", "task", "method", "config", "plan", "provenance")
 # Keys an ok record must have, as dotted paths.
 OK_KEYS = (
@@ -51,17 +51,27 @@ def validate(record: dict) -> dict:
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
         raise RecordError(f"missing keys: {', '.join(missing)}")
+    for key, kind in (("run_id", str), ("status", str), ("task", str), ("method", str), ("config", dict),
+                      ("plan", dict), ("provenance", dict), ("tags", dict)):
+        if key in record and not isinstance(record[key], kind):
+            raise RecordError(f"{key} must be a {kind.__name__}")
     if record["schema_version"] != SCHEMA_VERSION:
         raise RecordError(f"schema_version {record['schema_version']} (this harness reads {SCHEMA_VERSION})")
     if record["status"] not in STATUSES:
         raise RecordError(f"status {record['status']!r} not one of {', '.join(STATUSES)}")
     if record["status"] == "ok":
+        serving = bool(((record["config"].get("serve") or {}).get("enabled", True)))
         absent = []
         for key in OK_KEYS:
+            if key.startswith("serve.") and not serving:
+                continue
             try:
-                get_path(record, key)
+                value = get_path(record, key)
             except KeyError:
                 absent.append(key)
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise RecordError(f"{key} must be a number (got {value!r})")
         if absent:
             raise RecordError(f"ok record lacks: {', '.join(absent)}")
     return record
@@ -106,23 +116,39 @@ def own_records(results_dir: str | Path, run_id: str, token: str) -> list[Path]:
     return [p for _, p in sorted(attempts)]
 
 
-def next_record_path(results_dir: str | Path, run_id: str) -> Path:
-    token = checkout_token(results_dir)
-    existing = own_records(results_dir, run_id, token)
-    attempt = int(existing[-1].name.rsplit(".", 2)[-2]) + 1 if existing else 1
-    return record_path(results_dir, run_id, token, attempt)
+def _attempt(path: Path) -> int:
+    return int(path.name.rsplit(".", 2)[-2])
 
 
-def mask_secrets(text: str, environ=None) -> str:
-    """Replace the values of secret-looking environment variables with '***'."""
+def secret_values(environ=None) -> list[str]:
     environ = os.environ if environ is None else environ
-    for name, value in environ.items():
-        if _SECRET_NAME.search(name) and value and len(value) >= 6:
-            text = text.replace(value, "***")
-    return text
+    return sorted({v for k, v in environ.items() if _SECRET_NAME.search(k) and v and len(v) >= 4}, key=len,
+                  reverse=True)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def mask_secrets(value, secrets: list[str] | None = None):
+    """Replace secret values inside the strings of ``value`` (keys and structure untouched)."""
+    secrets = secret_values() if secrets is None else secrets
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "***")
+        return value
+    if isinstance(value, dict):
+        return {k: mask_secrets(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v, secrets) for v in value]
+    return value
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_temp(path: Path, text: str) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -130,6 +156,17 @@ def atomic_write_text(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # as a plainly created file would be
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace ``path`` atomically (derived files: leaderboards, reports)."""
+    tmp = _write_temp(path, text)
+    try:
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -137,18 +174,40 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def write(path: str | Path, record: dict) -> Path:
-    """Validate and write one record atomically to ``path`` (from `next_record_path`)."""
+def create_new(path: Path, text: str) -> bool:
+    """Create ``path`` atomically only if it does not exist (a hard link cannot overwrite)."""
+    tmp = _write_temp(path, text)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+
+
+def write_new(results_dir: str | Path, record: dict) -> Path:
+    """Validate and write a record as this checkout's next attempt of its run; never overwrites.
+
+    Concurrent writers of the same run each get their own attempt number.
+    """
     validate(record)
-    path = Path(path)
-    atomic_write_text(path, mask_secrets(json.dumps(record, indent=2, default=str)) + "\n")
-    return path
+    token = checkout_token(results_dir)
+    existing = own_records(results_dir, record["run_id"], token)
+    attempt = _attempt(existing[-1]) + 1 if existing else 1
+    while True:
+        record.update(checkout_token=token, attempt=attempt)
+        text = json.dumps(mask_secrets(record), indent=2, default=str) + "\n"
+        path = record_path(results_dir, record["run_id"], token, attempt)
+        if create_new(path, text):
+            return path
+        attempt += 1
 
 
 def read(path: str | Path) -> dict:
     try:
         data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError covers bad JSON and bad UTF-8
         raise RecordError(f"{path}: not readable JSON ({exc.__class__.__name__})") from None
     if not isinstance(data, dict):
         raise RecordError(f"{path}: not a JSON object")

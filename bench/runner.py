@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import traceback
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def base_record(plan: RunPlan) -> dict:
         "task": cfg["task"],
         "method": cfg["method"]["name"],
         "tags": cfg["tags"],
+        "attempt_id": uuid.uuid4().hex,  # tells this attempt's record apart from concurrent ones
         "started_at": _now(),
         "config": cfg,
         "plan": {"index": plan.index, "total": plan.total, "overrides": plan.overrides,
@@ -52,13 +54,13 @@ def _say(plan: RunPlan, stage: str) -> None:
     print(f"[run {plan.index}/{plan.total}] {plan.run_id}: {stage}", file=sys.stderr, flush=True)
 
 
-def execute(plan: RunPlan, results_dir: str | Path, path: str | Path | None = None,
-            allowance: Allowance | None = None) -> dict:
+def execute(plan: RunPlan, results_dir: str | Path, allowance: Allowance | None = None,
+            attempt_id: str | None = None) -> dict:
     """Run one plan in this process and write its record; returns the record."""
     from bench import pipeline
 
-    path = Path(path) if path else record_mod.next_record_path(results_dir, plan.run_id)
     rec = base_record(plan)
+    rec["attempt_id"] = attempt_id or rec["attempt_id"]
     allowance = allowance or Allowance()
     state = pipeline.new_state(allowance)
     stage = "setup"
@@ -71,16 +73,22 @@ def execute(plan: RunPlan, results_dir: str | Path, path: str | Path | None = No
         rec.update(_failure(exc, stage))
         pipeline.account(rec, state)
         if isinstance(exc, KeyboardInterrupt):
-            _finish(path, rec, allowance)
+            _finish(results_dir, rec, allowance)
             raise
-    _finish(path, rec, allowance)
+    _finish(results_dir, rec, allowance)
     return rec
 
 
-def _finish(path: Path, rec: dict, allowance: Allowance) -> None:
+def _finish(results_dir, rec: dict, allowance: Allowance) -> None:
+    """Write the record; one that fails validation is kept, as an error, with all it measured."""
     rec["alerts"] = list(allowance.alerts)
     rec["finished_at"] = _now()
-    record_mod.write(path, rec)
+    try:
+        record_mod.write_new(results_dir, rec)
+    except record_mod.RecordError as exc:
+        rec.update({"status": "error", "failed_stage": "record",
+                    "error": {"type": "RecordError", "message": f"record failed validation: {exc}"}})
+        record_mod.write_new(results_dir, rec)
 
 
 def _status(exc: BaseException) -> str:
@@ -92,6 +100,8 @@ def _status(exc: BaseException) -> str:
         return "timeout"
     if isinstance(exc, BudgetExceeded):
         return "budget_exceeded"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower():
         return "oom"
     return "error"
@@ -99,7 +109,9 @@ def _status(exc: BaseException) -> str:
 
 def _failure(exc: BaseException, stage: str) -> dict:
     status = _status(exc)
-    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    message = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+    if isinstance(exc, KeyboardInterrupt):
+        message = "interrupted (Ctrl-C / SIGINT); a plain re-run measures it again"
     out = {"status": status, "failed_stage": stage, "error": {"type": type(exc).__name__, "message": message}}
     if status == "error" and not isinstance(exc, ConfigError):
         out["error"]["traceback"] = traceback.format_exc(limit=8)
@@ -119,30 +131,48 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
-def _child(plan_dict: dict, results_dir: str, path: str, allowance: dict) -> None:
+def _child(plan_dict: dict, results_dir: str, allowance: dict, attempt_id: str) -> None:
     quiet_libraries()
-    rec = execute(RunPlan(**plan_dict), results_dir, path, Allowance(**allowance))
+    try:
+        rec = execute(RunPlan(**plan_dict), results_dir, Allowance(**allowance), attempt_id)
+    except KeyboardInterrupt:  # recorded as interrupted; the parent reports it
+        sys.exit(130)
     sys.exit(0 if rec["status"] == "ok" else 3)
+
+
+def _record_of_attempt(results_dir, run_id: str, attempt_id: str) -> dict | None:
+    token = record_mod.checkout_token(results_dir)
+    for path in reversed(record_mod.own_records(results_dir, run_id, token)):
+        try:
+            rec = record_mod.read(path)
+        except record_mod.RecordError:
+            continue
+        if rec.get("attempt_id") == attempt_id:
+            return rec
+    return None
 
 
 def run_isolated(plan: RunPlan, results_dir: str | Path, allowance: Allowance) -> dict:
     """Run a plan in a fresh (spawned) process and return the record it wrote."""
-    path = record_mod.next_record_path(results_dir, plan.run_id)
+    attempt_id = uuid.uuid4().hex
     ctx = multiprocessing.get_context("spawn")
-    proc = ctx.Process(target=_child, args=(plan.to_dict(), str(results_dir), str(path), asdict(allowance)),
+    proc = ctx.Process(target=_child, args=(plan.to_dict(), str(results_dir), asdict(allowance), attempt_id),
                        name=f"run-{plan.run_id}")
     proc.start()
-    proc.join()  # blocks without spinning
-    if path.exists():
-        try:
-            return record_mod.read(path)
-        except record_mod.RecordError:
-            pass
+    try:
+        proc.join()  # blocks without spinning
+    except KeyboardInterrupt:
+        proc.join()  # the child got the same SIGINT: let it write its interrupted record
+        raise
+    rec = _record_of_attempt(results_dir, plan.run_id, attempt_id)
+    if rec is not None:
+        return rec
     rec = base_record(plan)  # the child died before writing (killed, segfault, ...)
+    rec["attempt_id"] = attempt_id
     rec.update({"status": "oom" if proc.exitcode == -9 else "error", "failed_stage": "process",
                 "error": {"type": "ChildExit", "message": f"run process exited with code {proc.exitcode}"
                           + (" (SIGKILL: often the kernel's out-of-memory killer)" if proc.exitcode == -9 else "")}})
-    _finish(path, rec, allowance)
+    _finish(results_dir, rec, allowance)
     return rec
 
 
@@ -163,7 +193,7 @@ def _skip_reason(plan, results_dir, rerun: bool, rerun_failed: bool) -> str | No
     if rerun:
         return None
     prev = previous(plan, results_dir)
-    if prev is None or (rerun_failed and prev["status"] != "ok"):
+    if prev is None or prev["status"] == "interrupted" or (rerun_failed and prev["status"] != "ok"):
         return None
     return f"already recorded ({prev['status']}); --rerun to measure again" + \
         ("" if prev["status"] == "ok" else " or --rerun-failed")
@@ -174,8 +204,7 @@ def _not_launched(plan: RunPlan, results_dir, message: str) -> dict:
     rec.update({"status": "budget_exceeded", "failed_stage": "launch", "error": {"type": "BudgetExceeded",
                                                                                  "message": message}})
     rec["cost"] = {"run_usd": 0.0, "run_device_hours": 0.0}
-    allowance = Allowance(alerts=[message])
-    _finish(record_mod.next_record_path(results_dir, plan.run_id), rec, allowance)
+    _finish(results_dir, rec, Allowance(alerts=[message]))
     return rec
 
 
@@ -227,7 +256,7 @@ def run_all(plans: list[RunPlan], results_dir: str | Path, isolate: bool = True,
         start = time.monotonic()
         if not isolate:
             quiet_libraries()
-        rec = run_isolated(plan, results_dir, allowance) if isolate else execute(plan, results_dir, None, allowance)
+        rec = run_isolated(plan, results_dir, allowance) if isolate else execute(plan, results_dir, allowance)
         budget.add(rec)
         measured += 1
         records.append(rec)

@@ -46,6 +46,8 @@ def model_location(cfg: ModelConfig) -> str:
         path = Path(cfg.id).expanduser()
         if not path.exists():
             raise ConfigError(f"model.id: local model path '{cfg.id}' does not exist")
+        if not path.is_dir():
+            raise ConfigError(f"model.id: local model path '{cfg.id}' is not a directory (save_pretrained output)")
         return str(path)
     package, _, relpath = cfg.id.partition(":")
     if not relpath:
@@ -96,12 +98,28 @@ def load_tables(cfg: DataConfig) -> dict:
 
     datasets.disable_progress_bars()
     if cfg.source == "hub":
-        loaded = datasets.load_dataset(cfg.id, cfg.subset)
-    else:
-        path = _data_file(cfg)
-        fmt, extra = _file_format(path)
+        try:
+            loaded = datasets.load_dataset(cfg.id, cfg.subset)
+        except Exception as exc:  # network, missing dataset, bad subset: say so in one line
+            raise ConfigError(f"data.id: cannot load hub dataset '{cfg.id}': {_first_line(exc)}") from None
+        return dict(loaded)
+    path = _data_file(cfg)
+    fmt, extra = _file_format(path)
+    try:
         loaded = datasets.load_dataset(fmt, data_files=str(path), **extra)
+    except Exception as exc:  # empty, truncated or not really that format
+        raise ConfigError(f"data.id: cannot read '{path}' as {fmt}: {_first_line(exc)}") from None
     return dict(loaded)
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0][:limit] if text else type(exc).__name__) or type(exc).__name__
+
+
+def _short(items, limit: int = 10) -> str:
+    items = [str(i)[:40] for i in items]
+    return ", ".join(items[:limit]) + (f", ... ({len(items)} in all)" if len(items) > limit else "")
 
 
 @dataclass
@@ -128,9 +146,11 @@ def _rows(table, cfg: DataConfig, split: str) -> list[tuple[str, object]]:
     if missing:
         key = "data.text_column" if cfg.text_column in missing else "data.label_column"
         raise ConfigError(
-            f"{key}: column '{missing[0]}' not in split '{split}'; columns: {', '.join(table.column_names)}"
+            f"{key}: column '{missing[0]}' not in split '{split}'; columns: {_short(table.column_names)}"
         )
     labels = table[cfg.label_column]
+    if any(isinstance(y, (list, dict)) for y in labels[:1000]):
+        raise ConfigError(f"data.label_column: column '{cfg.label_column}' holds lists or mappings, not labels")
     feature = table.features.get(cfg.label_column)
     if hasattr(feature, "int2str"):  # a ClassLabel column holds ids: use its names
         labels = [feature.int2str(y) for y in labels]
@@ -189,6 +209,9 @@ def build_splits(cfg: DataConfig, tables: dict | None = None) -> Splits:
         rows = _rows(tables[split], cfg, split)
         label_names = _label_map(rows, cfg, tables[split].features.get(cfg.label_column))
         texts, labels, dropped = _encode(rows, label_names)
+        if cfg.test_size >= len(texts):
+            raise ConfigError(f"data.test_size: {cfg.test_size} leaves no training rows: the data has "
+                              f"{len(texts)} usable labelled rows (labels {_short(label_names)})")
         order = _shuffled(len(texts), cfg.split_seed)
         test_idx, train_idx = order[: cfg.test_size], order[cfg.test_size:]
         test_texts, test_labels = [texts[i] for i in test_idx], [labels[i] for i in test_idx]
@@ -206,8 +229,9 @@ def build_splits(cfg: DataConfig, tables: dict | None = None) -> Splits:
         test_texts, test_labels = test_texts[: cfg.test_size], test_labels[: cfg.test_size]
     train_texts = [t for t, _ in kept]
     train_labels = [y for _, y in kept]
-    if len(set(train_labels)) < 2 or len(set(test_labels)) < 1:
-        raise ConfigError(f"data.label_column: need at least two labels in training data; labels: {label_names}")
+    if len(set(train_labels)) < 2 or not test_labels:
+        raise ConfigError(f"data.label_column: need at least two labels in the training data and a non-empty "
+                          f"test split; labels: {_short(label_names)}")
     info = {
         "train_examples": len(train_texts),
         "test_examples": len(test_texts),

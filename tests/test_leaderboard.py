@@ -55,7 +55,7 @@ def test_build_writes_md_csv_and_failed_section(tmp_path):
         if r["status"] != "ok":
             r = {k: v for k, v in r.items() if k not in ("quality",)}
             r["failed_stage"], r["error"] = "train", {"message": "CUDA out of memory"}
-        record.write(record.next_record_path(tmp_path, r["run_id"]), r)
+        record.write_new(tmp_path, r)
     paths = leaderboard.build(tmp_path)
     md = (tmp_path / "leaderboard.md").read_text()
     assert "1,000 requests" in md and "## Failed runs" in md and "CUDA out of memory" in md

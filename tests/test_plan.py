@@ -20,11 +20,12 @@ def test_grid_times_variants_in_order():
     assert len({p.run_id for p in plans}) == 6
 
 
-def test_run_id_stable_and_tags_do_not_change_it():
+def test_run_id_stable_and_derived_from_the_resolved_config():
     a = plan.expand({"name": "Exp 1", "tags": {"team": "a"}})[0]
-    b = plan.expand({"name": "Exp 1", "tags": {"team": "b"}})[0]
-    c = plan.expand({"name": "Exp 1", "train": {"lr": 1e-3}})[0]
-    assert a.run_id == b.run_id and a.run_id != c.run_id
+    a2 = plan.expand({"name": "Exp 1", "tags": {"team": "a"}, "train": {"lr": 5e-4}})[0]  # the default, spelled out
+    b = plan.expand({"name": "Exp 1", "tags": {"team": "b"}})[0]  # another team's spend is another run
+    c = plan.expand({"name": "Exp 1", "tags": {"team": "a"}, "train": {"lr": 1e-3}})[0]
+    assert a.run_id == a2.run_id and len({a.run_id, b.run_id, c.run_id}) == 3
     assert a.run_id.startswith("exp-1-lora-") and len(a.run_id.rsplit("-", 1)[1]) == 10
 
 

@@ -24,7 +24,7 @@ def ok_record() -> dict:
 
 
 def write(results, rec):
-    return record.write(record.next_record_path(results, rec["run_id"]), rec)
+    return record.write_new(results, rec)
 
 
 def test_write_and_read_round_trip(tmp_path):
@@ -72,8 +72,8 @@ def test_failed_write_keeps_old_record(tmp_path):
     bad = ok_record()
     bad["status"] = "weird"
     with pytest.raises(record.RecordError):
-        record.write(path, bad)
-    assert record.read(path)["status"] == "ok"
+        write(tmp_path, bad)
+    assert record.read(path)["status"] == "ok" and len(list((tmp_path / "runs").glob("*.json"))) == 1
 
 
 @pytest.mark.parametrize("run_id", ["../x", "a/b", "", ".hidden", "a..b"])

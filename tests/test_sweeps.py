@@ -159,6 +159,9 @@ def test_spend_report_groups_by_tags(make_config, tmp_path):
 
 BAD = [
     ("invalid YAML", None, "invalid YAML"),
+    ("alias bomb", "alias bomb", "YAML aliases"),
+    ("binary config", "binary", "not a UTF-8 text file"),
+    ("empty data file", "garbage data", "data.id: cannot read"),
     ("unknown key", {"train": {"lrr": 0.1}}, "train.lrr: unknown key (did you mean 'lr'?)"),
     ("wrong type", {"train": {"batch_size": "big"}}, "train.batch_size: expected an integer"),
     ("unknown method", {"method": {"name": "dora"}}, "method.name: must be one of"),
@@ -173,6 +176,14 @@ BAD = [
     ("data path", {"data": {"id": "/no/such.csv"}}, "data.id: local data file '/no/such.csv' does not exist"),
     ("no price", {"cost": {"device": "tpu-v9"}}, "has no price for device 'tpu-v9'"),
     ("negative budget", {"budget": {"max_usd_total": -1}}, "budget.max_usd_total: must be >= 0"),
+    ("nan lr", {"train": {"lr": float("nan")}}, "train.lr: must be a finite number"),
+    ("inf epochs", {"train": {"epochs": float("inf")}}, "train.epochs: must be a finite number"),
+    ("huge threads", {"train": {"threads": 10**8}}, "train.threads: must be <= 4,096"),
+    ("no accuracy", {"eval": {"metrics": ["f1"]}}, "eval.metrics: must include accuracy"),
+    ("bogus peft option", {"method": {"peft_options": {"bogus": 1}}}, "method.peft_options.bogus: not an option"),
+    ("unmatched target", {"method": {"target_modules": ["nosuch"]}}, "'nosuch' matches no linear module"),
+    ("test too big", {"data": {"test_size": 5000}}, "data.test_size: 5000 leaves no training rows"),
+    ("sweep key type", {"sweep": {1: [2]}}, "sweep: keys must be dotted key names"),
 ]
 
 
@@ -200,6 +211,17 @@ def test_bad_input_one_line_exit_2_records_untouched(make_config, tmp_path, reco
     bad_path = tmp_path / "bad.yaml"
     if change is None:
         bad_path.write_text("train:\n  lr: [0.1\n")
+    elif change == "alias bomb":
+        bad_path.write_text("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+            f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(20)))
+    elif change == "binary":
+        bad_path.write_bytes(bytes(range(256)) * 4)
+    elif change == "garbage data":
+        garbage = tmp_path / "garbage.csv"
+        garbage.write_bytes(b"")
+        cfg = make_config(train={"max_steps": 2})
+        cfg["data"]["id"] = str(garbage)
+        bad_path.write_text(yaml.safe_dump(cfg))
     else:
         cfg = make_config(train={"max_steps": 2})
         for section, values in change.items():
@@ -217,7 +239,7 @@ def test_bad_input_one_line_exit_2_records_untouched(make_config, tmp_path, reco
 def test_run_ids_cannot_escape_the_results_directory(make_config, tmp_path):
     p = plan.expand(make_config(name="../../etc/passwd"))[0]
     assert "/" not in p.run_id and ".." not in p.run_id
-    assert record.next_record_path(tmp_path, p.run_id).parent == tmp_path / "runs"
+    assert record.record_path(tmp_path, p.run_id, "0123abcd", 1).parent == tmp_path / "runs"
 
 
 def test_trust_remote_code_is_off_by_default():
@@ -235,3 +257,62 @@ def test_secrets_never_reach_records_or_logs(make_config, tmp_path):
     assert secret not in out.stdout + out.stderr
     assert all(secret not in p.read_text() for p in (tmp_path / "r").rglob("*") if p.is_file()
                and p.suffix in (".json", ".md", ".csv"))
+
+
+def test_unwritable_results_dir_is_one_line(make_config, tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    cfg = write_config(tmp_path, make_config(train={"max_steps": 2}))
+    out = bench("run", str(cfg), "--results", str(target / "sub"))
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "--results" in out.stderr
+
+
+def test_usage_errors_are_one_line():
+    out = bench("leaderboard", "--requests", "abc")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_concurrent_writers_never_overwrite(tmp_path):
+    from tests.test_record import ok_record
+
+    a, b = ok_record(), ok_record()
+    b["quality"] = {"accuracy": 0.9}
+    pa, pb = record.write_new(tmp_path, a), record.write_new(tmp_path, b)
+    assert pa != pb and record.read(pa)["quality"]["accuracy"] == 0.8 and record.read(pb)["quality"]["accuracy"] == 0.9
+    path = record.record_path(tmp_path, "r-lora-0123456789", record.checkout_token(tmp_path), 3)
+    assert record.create_new(path, "{}") and not record.create_new(path, "other")
+    assert path.read_text() == "{}"
+
+
+def test_secret_equal_to_a_key_name_does_not_corrupt_records(tmp_path, monkeypatch):
+    from tests.test_record import ok_record
+
+    monkeypatch.setenv("HF_TOKEN", "config")
+    path = record.write_new(tmp_path, ok_record())
+    assert "config" in record.read(path)  # keys untouched
+
+
+def test_serving_disabled_still_gives_an_ok_record(make_config, tmp_path):
+    rec = runner.execute(plan.expand(make_config(serve={"enabled": False}, train={"max_steps": 2}))[0], tmp_path)
+    assert rec["status"] == "ok" and rec["serve"] == {"enabled": False}
+    from bench import leaderboard
+
+    assert leaderboard.table_rows([rec], 1000)[0]["serve_usd"] == 0.0
+
+
+def test_interrupted_runs_are_recorded_and_measured_again(make_config, tmp_path, monkeypatch):
+    from bench import pipeline
+
+    original = pipeline._stage_evaluate
+
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_stage_evaluate", interrupt)
+    plans = plan.expand(make_config(train={"max_steps": 2}))
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_all(plans, tmp_path, isolate=False)
+    (rec,), _ = record.read_all(tmp_path)
+    assert rec["status"] == "interrupted" and rec["failed_stage"] == "evaluate" and rec["train"]["optimizer_steps"] == 2
+    monkeypatch.setattr(pipeline, "_stage_evaluate", original)
+    assert [r["status"] for r in runner.run_all(plans, tmp_path, isolate=False)] == ["ok"]

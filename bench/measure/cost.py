@@ -8,6 +8,7 @@ Energy $     = energy_kwh x usd_per_kwh (shown apart; cloud hourly prices alread
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import yaml
@@ -21,14 +22,23 @@ def load_price_card(path: str | Path) -> dict:
         raise ConfigError(f"cost.price_card: price card '{path}' not found")
     try:
         card = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cost.price_card: '{path}' is not valid YAML ({exc.__class__.__name__})") from None
+    except OSError as exc:
+        raise ConfigError(f"cost.price_card: cannot read '{path}' ({exc.strerror})") from None
     if not isinstance(card, dict) or not isinstance(card.get("devices"), dict) or not card["devices"]:
         raise ConfigError(f"cost.price_card: '{path}' has no 'devices' mapping")
     for name, entry in card["devices"].items():
         price = entry.get("usd_per_hour") if isinstance(entry, dict) else None
-        if isinstance(price, bool) or not isinstance(price, (int, float)) or price < 0:
-            raise ConfigError(f"cost.price_card: '{path}' devices.{name}.usd_per_hour must be a number >= 0")
+        if isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price) or price < 0:
+            raise ConfigError(f"cost.price_card: '{path}' devices.{name}.usd_per_hour must be a finite number >= 0")
+        match = entry.get("match", [])
+        if not isinstance(match, list) or not all(isinstance(m, str) for m in match):
+            raise ConfigError(f"cost.price_card: '{path}' devices.{name}.match must be a list of strings")
+    kwh = card.get("usd_per_kwh")
+    if kwh is not None and not (isinstance(kwh, dict) and isinstance(kwh.get("value"), (int, float))
+                                and not isinstance(kwh.get("value"), bool) and math.isfinite(kwh["value"])):
+        raise ConfigError(f"cost.price_card: '{path}' usd_per_kwh must be a mapping with a finite number 'value'")
     card["path"] = str(path)
     return card
 
