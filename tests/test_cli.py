@@ -43,8 +43,11 @@ def test_run_end_to_end_in_child_processes(make_config, tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     results = tmp_path / "results"
-    out = bench("run", str(path), "--results", str(results))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    out = bench("run", str(path), "--results", str(results), cwd=cwd)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert not list(cwd.iterdir())  # nothing written to the current directory (codecarbon, caches, ...)
     records, problems = record.read_all(results)
     assert not problems and sorted(r["method"] for r in records) == ["full", "lora"]
     assert all(r["status"] == "ok" and r["tags"] == {"team": "t"} for r in records)
