@@ -94,11 +94,13 @@ def cmd_run(args) -> int:
 
     plans = _plans(args)
     results = Path(args.results)
-    _check_writable(results)
+    if results.exists() and not results.is_dir():
+        raise ConfigError(f"--results: '{results}' is not a directory")
     try:
         preflight.check(plans)  # bad input fails here, before any run starts or anything is written
     except ConfigError as exc:
         raise ConfigError(f"{args.config}: {exc}") from None
+    _check_writable(results)
     print(f"{args.config}: {len(plans)} run(s) -> {results}/runs/", file=sys.stderr)
     for p in plans:
         print("  " + mask_secrets(describe(p)), file=sys.stderr)
