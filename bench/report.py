@@ -1,5 +1,8 @@
 """Spend attribution: total $, device-hours, energy and CO2 per group of tag values.
 
+A key that is not a tag of a record falls back to the record's own field of that name
+(method, task, name, status), so ``--by team,method`` works without a method tag.
+
 Every record counts, failed runs and repeated attempts included: each held a device.
 $ and device-hours cover all phases of each run; kWh and CO2 cover the training phase
 (what the energy meter measured). Never imports torch.
@@ -10,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 
+RECORD_FIELDS = ("method", "task", "name", "status")
 FIELDS = ("runs", "failed", "usd", "device_hours", "train_energy_kwh", "train_co2_kg")
 
 
@@ -18,7 +22,7 @@ def spend_by(records: list[dict], keys: list[str]) -> list[dict]:
     groups: dict[tuple, dict] = {}
     for rec in records:
         tags = rec.get("tags") or {}
-        group = tuple(str(tags.get(k, "(none)")) for k in keys)
+        group = tuple(str(tags.get(k, rec.get(k) if k in RECORD_FIELDS else "(none)")) for k in keys)
         row = groups.setdefault(group, {**dict(zip(keys, group)), **{f: 0 for f in FIELDS}})
         cost, train = rec.get("cost") or {}, rec.get("train") or {}
         row["runs"] += 1

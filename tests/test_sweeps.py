@@ -152,6 +152,8 @@ def test_spend_report_groups_by_tags(make_config, tmp_path):
     assert float(rows["search"][3]) == pytest.approx(usd["search"])
     table = bench("report", "spend", "--by", "team,env", "--results", str(tmp_path))
     assert "| search | prod |" in table.stdout and "TOTAL" in table.stdout
+    by_method = bench("report", "spend", "--by", "team,method", "--results", str(tmp_path))
+    assert "| search | lora | 2 |" in by_method.stdout  # not a tag: the record's own field
 
 
 # ---------------------------------------------------------------- bad input: one line, exit 2, nothing touched
