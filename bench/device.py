@@ -27,6 +27,13 @@ def cpu_has_bf16() -> bool:
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
+def set_threads(threads: int | None) -> None:
+    """CPU threads for torch: the config's number, or every core."""
+    import torch
+
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
 def pick_device(wanted: str) -> str:
     import torch
 

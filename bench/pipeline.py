@@ -14,7 +14,6 @@ from bench import sources
 from bench.measure import cost as cost_mod
 from bench.measure.clock import PhaseClock
 
-STAGES = ("data", "model", "train", "evaluate", "serve", "cost")
 
 
 def new_state(allowance) -> dict:
@@ -22,7 +21,7 @@ def new_state(allowance) -> dict:
 
 
 def run_stage(stage: str, plan, rec: dict, state: dict) -> None:
-    globals()[f"_stage_{stage}"](plan, rec, state)
+    STAGE_FUNCTIONS[stage](plan, rec, state)
 
 
 def account(rec: dict, state: dict) -> None:
@@ -78,10 +77,10 @@ def _stage_model(plan, rec, state) -> None:
     from bench import models
     from bench.methods import get_method
     from bench.methods.base import MethodContext
-    from bench.runner import set_threads, steps_for
+    from bench.plan import steps_for
 
     cfg = plan.cfg
-    set_threads(cfg.train.threads)
+    device_mod.set_threads(cfg.train.threads)
     device = device_mod.pick_device(cfg.train.device)
     precision, reason = device_mod.pick_precision(cfg.train.precision, device)
     devinfo = device_mod.describe(device)
@@ -191,3 +190,8 @@ def _stage_cost(plan, rec, state) -> None:
     }
     rec["phases_wall_s"] = dict(state["clock"].wall_s)
     account(rec, state)
+
+
+STAGE_FUNCTIONS = {"data": _stage_data, "model": _stage_model, "train": _stage_train,
+                   "evaluate": _stage_evaluate, "serve": _stage_serve, "cost": _stage_cost}
+STAGES = tuple(STAGE_FUNCTIONS)

@@ -44,6 +44,12 @@ def total_steps(n_train: int, batch_size: int, grad_accum: int, epochs: float, m
     return min(steps, max_steps) if max_steps else steps
 
 
+def steps_for(cfg: Config, n_train: int) -> int:
+    """Optimizer steps of a run of ``cfg`` over ``n_train`` training examples."""
+    t = cfg.train
+    return total_steps(n_train, t.batch_size, t.grad_accum, t.epochs, t.max_steps)
+
+
 def adalora_schedule(total: int, tinit: int | None, tfinal: int | None) -> tuple[int, int]:
     """AdaLoRA (tinit, tfinal): defaults 10% warm-up and 30% final phase; a budgeting phase must remain."""
     tinit = max(1, int(0.1 * total)) if tinit is None else tinit
@@ -111,8 +117,7 @@ def expand(raw: dict) -> list[RunPlan]:
         seen.add(run_id)
         steps = None
         if cfg.data.train_size:
-            t = cfg.train
-            steps = total_steps(cfg.data.train_size, t.batch_size, t.grad_accum, t.epochs, t.max_steps)
+            steps = steps_for(cfg, cfg.data.train_size)
         plans.append(RunPlan(run_id, 0, 0, point, resolved, steps))
     for i, plan in enumerate(plans, 1):
         plan.index, plan.total = i, len(plans)

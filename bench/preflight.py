@@ -13,7 +13,7 @@ from dataclasses import asdict
 from bench import sources
 from bench.config import ConfigError
 from bench.measure import cost
-from bench.plan import RunPlan, adalora_schedule, total_steps
+from bench.plan import RunPlan, adalora_schedule, steps_for
 
 
 def check(plans: list[RunPlan]) -> None:
@@ -33,8 +33,7 @@ def check(plans: list[RunPlan]) -> None:
         data_key = json.dumps(asdict(cfg.data), sort_keys=True)
         if data_key not in train_sizes:
             train_sizes[data_key] = len(sources.build_splits(cfg.data).train_texts)
-        t = cfg.train
-        steps = total_steps(train_sizes[data_key], t.batch_size, t.grad_accum, t.epochs, t.max_steps)
+        steps = steps_for(cfg, train_sizes[data_key])
         if cfg.method.name == "adalora":
             adalora_schedule(steps, cfg.method.tinit, cfg.method.tfinal)
         if cfg.train.device not in detected:

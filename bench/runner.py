@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
-import os
 import sys
 import time
 import traceback
@@ -23,7 +22,7 @@ from bench import __version__
 from bench import record as record_mod
 from bench.budget import Allowance, BudgetExceeded, SweepBudget, project_from_history
 from bench.config import ConfigError
-from bench.plan import RunPlan, total_steps
+from bench.plan import RunPlan
 
 
 def _now() -> str:
@@ -269,14 +268,3 @@ def _report(plan: RunPlan, rec: dict, took_s: float, mean_s: float) -> None:
     extra = f" ({rec.get('failed_stage')}: {rec.get('error', {}).get('message')})" if rec["status"] != "ok" else ""
     print(f"[run {plan.index}/{plan.total}] {plan.run_id}: {rec['status']}{extra} in {took_s:.0f} s; "
           f"{left} left, ETA {mean_s * left:.0f} s", file=sys.stderr, flush=True)
-
-
-def steps_for(cfg, n_train: int) -> int:
-    t = cfg.train
-    return total_steps(n_train, t.batch_size, t.grad_accum, t.epochs, t.max_steps)
-
-
-def set_threads(threads: int | None) -> None:
-    import torch
-
-    torch.set_num_threads(threads or os.cpu_count() or 1)

@@ -305,16 +305,14 @@ def test_serving_disabled_still_gives_an_ok_record(make_config, tmp_path):
 def test_interrupted_runs_are_recorded_and_measured_again(make_config, tmp_path, monkeypatch):
     from bench import pipeline
 
-    original = pipeline._stage_evaluate
-
     def interrupt(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "_stage_evaluate", interrupt)
+    monkeypatch.setitem(pipeline.STAGE_FUNCTIONS, "evaluate", interrupt)
     plans = plan.expand(make_config(train={"max_steps": 2}))
     with pytest.raises(KeyboardInterrupt):
         runner.run_all(plans, tmp_path, isolate=False)
     (rec,), _ = record.read_all(tmp_path)
     assert rec["status"] == "interrupted" and rec["failed_stage"] == "evaluate" and rec["train"]["optimizer_steps"] == 2
-    monkeypatch.setattr(pipeline, "_stage_evaluate", original)
+    monkeypatch.undo()
     assert [r["status"] for r in runner.run_all(plans, tmp_path, isolate=False)] == ["ok"]
