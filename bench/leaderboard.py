@@ -1,12 +1,16 @@
 """Run records -> cost-per-quality leaderboard (markdown, CSV, plot). Never imports torch.
 
-For each ok run:
-  gain_points  = (accuracy - majority-class accuracy) x 100
+Runs are grouped by task (seq_cls, causal_lm); each group is ranked on its own. For each ok run:
+  quality      = the run's primary metric (accuracy where answers are labels)
+  baseline     = the majority-class score (seq_cls) or the un-tuned base model's score on the
+                 same held-out prompts (causal_lm), same metric
+  gain_points  = (quality - baseline) x 100
   serve_usd    = usd_per_1k_requests x requests / 1000    (requests: the stated volume)
   total_usd    = train_usd + serve_usd
   usd_per_point = total_usd / gain_points                 (lower is better; n/a when gain <= 0)
-Rows are sorted by usd_per_point; a row is Pareto-optimal when no other row has both
-higher-or-equal accuracy and lower-or-equal total $ (one of them strictly).
+Rows are sorted by usd_per_point; a row is Pareto-optimal when no other row of its task has
+both higher-or-equal quality and lower-or-equal total $ (one of them strictly). Each causal_lm
+group also lists its un-tuned base models as reference rows (quality only, nothing trained).
 
 Runs that differ only in ``train.seed`` form a recipe: the recipe table gives the mean,
 standard deviation, 95% confidence interval (Student t) and n of each figure, and
@@ -26,7 +30,8 @@ from bench import record as record_mod
 
 COLUMNS = [
     ("rank", "rank"), ("pareto", "pareto"), ("method", "method"), ("task", "task"), ("model", "model"),
-    ("accuracy", "accuracy"), ("f1_macro", "macro-F1"), ("majority_accuracy", "majority acc"),
+    ("metric", "metric"), ("quality", "quality"), ("accuracy", "accuracy"), ("f1_macro", "macro-F1"),
+    ("unparseable_rate", "unparseable"), ("baseline", "baseline"), ("baseline_quality", "baseline quality"), ("majority_accuracy", "majority acc"),
     ("gain_points", "gain (pts)"), ("train_wall_s", "train s"), ("train_device_hours", "device-h"),
     ("train_energy_kwh", "train kWh"), ("train_co2_kg", "train CO2 kg"), ("train_usd", "train $"),
     ("peak_memory_mb", "peak MB"), ("trainable_params", "trainable params"), ("serve_p50_ms", "p50 ms"),
@@ -36,10 +41,27 @@ COLUMNS = [
 ]
 
 
+def primary_metric(rec: dict) -> str:
+    return (rec.get("eval") or {}).get("primary_metric", "accuracy")
+
+
+def baseline_of(rec: dict, metric: str) -> tuple[str | None, float | None]:
+    """(which baseline, its score): the base model for causal_lm where scored, else the majority class."""
+    baseline = rec.get("baseline") or {}
+    base = baseline.get("base_model") or {}
+    if rec["task"] == "causal_lm" and metric in base:
+        return "base model", base[metric]
+    majority = baseline.get("majority_class") or {}
+    if metric in majority:
+        return "majority class", majority[metric]
+    return None, None
+
+
 def row_for(rec: dict, requests: int) -> dict:
-    acc = rec["quality"]["accuracy"]
-    majority = rec["baseline"]["majority_class"]["accuracy"]
-    gain = (acc - majority) * 100.0
+    metric = primary_metric(rec)
+    quality = rec["quality"][metric]
+    kind, base_quality = baseline_of(rec, metric)
+    gain = (quality - base_quality) * 100.0 if base_quality is not None else None
     serve = rec.get("serve") or {}
     per_1k = serve.get("usd_per_1k_requests")
     serve_usd = per_1k * requests / 1000.0 if per_1k is not None else 0.0
@@ -48,32 +70,64 @@ def row_for(rec: dict, requests: int) -> dict:
     train = rec["train"]
     return {
         "method": rec["method"], "task": rec["task"], "model": rec["config"]["model"]["id"],
-        "accuracy": acc, "f1_macro": rec["quality"].get("f1"), "majority_accuracy": majority,
+        "metric": metric, "quality": quality, "accuracy": rec["quality"].get("accuracy"),
+        "f1_macro": rec["quality"].get("f1"), "unparseable_rate": (rec.get("eval") or {}).get("unparseable_rate"),
+        "baseline": kind, "baseline_quality": base_quality,
+        "majority_accuracy": ((rec.get("baseline") or {}).get("majority_class") or {}).get("accuracy"),
         "gain_points": gain, "train_wall_s": train["wall_s"], "train_device_hours": train["device_hours"],
         "train_energy_kwh": train["energy_kwh"], "train_co2_kg": train.get("co2_kg"),
         "train_usd": rec["cost"]["train_usd"], "peak_memory_mb": train["peak_memory_mb"],
         "trainable_params": train["trainable_params"], "serve_p50_ms": latency.get("p50"),
         "serve_p99_ms": latency.get("p99"), "serve_usd_per_1k": per_1k, "serve_usd": serve_usd,
         "serve_batch": serve.get("cost_basis_batch_size"), "serve_meets_slo": serve.get("cost_basis_meets_slo"),
-        "total_usd": total, "usd_per_point": total / gain if gain > 0 else None,
+        "total_usd": total, "usd_per_point": total / gain if gain is not None and gain > 0 else None,
         "device": rec.get("device", {}).get("name", ""), "run_id": rec["run_id"],
     }
 
 
+def reference_rows(records: list[dict]) -> list[dict]:
+    """causal_lm: one row per distinct un-tuned base model scored (model, weights, held-out set)."""
+    seen: dict[tuple, dict] = {}
+    for rec in records:
+        base = (rec.get("baseline") or {}).get("base_model")
+        if rec.get("status") != "ok" or rec.get("task") != "causal_lm" or not base:
+            continue
+        metric = primary_metric(rec)
+        key = (rec["config"]["model"]["id"], base.get("weights"), base.get("test_hash"), metric)
+        seen.setdefault(key, {
+            "task": "causal_lm", "model": key[0], "weights": key[1], "metric": metric,
+            "quality": base.get(metric), "accuracy": base.get("accuracy"), "f1_macro": base.get("f1"),
+            "unparseable_rate": base.get("unparseable_rate"), "n_examples": base.get("n_examples"),
+            "run_id": rec["run_id"],
+        })
+    return list(seen.values())
+
+
 def mark_pareto(rows: list[dict]) -> None:
-    """Pareto-optimal on (accuracy up, total_usd down)."""
+    """Pareto-optimal on (quality up, total_usd down), within each task."""
     for row in rows:
         row["pareto"] = not any(
-            other is not row
-            and other["accuracy"] >= row["accuracy"] and other["total_usd"] <= row["total_usd"]
-            and (other["accuracy"] > row["accuracy"] or other["total_usd"] < row["total_usd"])
+            other is not row and other["task"] == row["task"]
+            and other["quality"] >= row["quality"] and other["total_usd"] <= row["total_usd"]
+            and (other["quality"] > row["quality"] or other["total_usd"] < row["total_usd"])
             for other in rows
         )
 
 
 def rank(rows: list[dict]) -> list[dict]:
-    """Best quality per dollar first; runs with no gain over the baseline last."""
-    ordered = sorted(rows, key=lambda r: (r["usd_per_point"] is None, r["usd_per_point"] or 0.0, -r["accuracy"]))
+    """Per task: best quality per dollar first; runs with no gain over the baseline last."""
+    out = []
+    for task in sorted({r["task"] for r in rows}, key=TASK_ORDER.index):
+        out += _rank_one([r for r in rows if r["task"] == task])
+    return out
+
+
+TASK_ORDER = ["seq_cls", "causal_lm"]
+TASK_TITLES = {"seq_cls": "Sequence classification (`seq_cls`)", "causal_lm": "Generative (`causal_lm`)"}
+
+
+def _rank_one(rows: list[dict]) -> list[dict]:
+    ordered = sorted(rows, key=lambda r: (r["usd_per_point"] is None, r["usd_per_point"] or 0.0, -r["quality"]))
     for i, row in enumerate(ordered, 1):
         row["rank"] = i
     return ordered
@@ -119,7 +173,7 @@ def interval(values: list[float]) -> dict:
     return {"mean": m, "std": sd, "ci95": float(t.ppf(0.975, n - 1)) * sd / n ** 0.5, "n": n}
 
 
-AGGREGATED = ("accuracy", "f1_macro", "gain_points", "train_usd", "serve_usd", "total_usd", "train_wall_s",
+AGGREGATED = ("quality", "accuracy", "f1_macro", "gain_points", "train_usd", "serve_usd", "total_usd", "train_wall_s",
               "train_energy_kwh", "serve_p99_ms", "usd_per_point")
 
 
@@ -132,18 +186,21 @@ def recipe_rows(rows: list[dict]) -> list[dict]:
     for key, members in groups.items():
         first = members[0]
         agg = {"recipe": key, "method": first["method"], "task": first["task"], "model": first["model"],
-               "seeds": sorted(m["seed"] for m in members), "n": len(members)}
+               "metric": first["metric"], "seeds": sorted(m["seed"] for m in members), "n": len(members)}
         for name in AGGREGATED:
             values = [m[name] for m in members if m[name] is not None]
             agg[name] = interval(values) if len(values) == len(members) else None
         out.append(agg)
     for agg in out:
         agg["pareto"] = not any(
-            o is not agg and o["accuracy"]["mean"] >= agg["accuracy"]["mean"]
+            o is not agg and o["task"] == agg["task"] and o["quality"]["mean"] >= agg["quality"]["mean"]
             and o["total_usd"]["mean"] <= agg["total_usd"]["mean"]
-            and (o["accuracy"]["mean"] > agg["accuracy"]["mean"] or o["total_usd"]["mean"] < agg["total_usd"]["mean"])
+            and (o["quality"]["mean"] > agg["quality"]["mean"] or o["total_usd"]["mean"] < agg["total_usd"]["mean"])
             for o in out)
-    return rank_with_ties(out)
+    ranked = []
+    for task in TASK_ORDER:
+        ranked += rank_with_ties([r for r in out if r["task"] == task])
+    return ranked
 
 
 def _bounds(stat: dict) -> tuple[float, float]:
@@ -178,7 +235,7 @@ def _fmt(value, key: str) -> str:
     if key == "trainable_params":
         return f"{value:,}"
     if isinstance(value, float):
-        if key in ("accuracy", "f1_macro", "majority_accuracy"):
+        if key in ("quality", "accuracy", "f1_macro", "majority_accuracy", "baseline_quality", "unparseable_rate"):
             return f"{value:.4f}"
         if key in ("gain_points", "train_wall_s", "peak_memory_mb", "serve_p50_ms", "serve_p99_ms"):
             return f"{value:.1f}"
@@ -201,7 +258,7 @@ def _fmt_stat(stat: dict | None, key: str) -> str:
     return text if stat["ci95"] is None else f"{text} ± {_fmt(stat['ci95'], key)}"
 
 
-RECIPE_COLUMNS = [("accuracy", "accuracy"), ("f1_macro", "macro-F1"), ("gain_points", "gain (pts)"),
+RECIPE_COLUMNS = [("quality", "quality"), ("accuracy", "accuracy"), ("f1_macro", "macro-F1"), ("gain_points", "gain (pts)"),
                   ("train_usd", "train $"), ("serve_usd", "serve $"), ("total_usd", "total $"),
                   ("usd_per_point", "$ / gain pt"), ("train_wall_s", "train s"), ("serve_p99_ms", "p99 ms")]
 
@@ -211,22 +268,38 @@ def recipe_markdown(recipes: list[dict]) -> str:
     out.write("## Recipes (mean ± 95% CI over seeds)\n\n")
     out.write("Runs that differ only in `train.seed`; ± is the Student-t 95% confidence half-width "
               "(none with one seed). Recipes whose $ / gain pt intervals overlap share a rank (`=`).\n\n")
-    heads = ["rank", "pareto", "method", "model", "n", "seeds"] + [h for _, h in RECIPE_COLUMNS]
+    heads = ["rank", "pareto", "method", "task", "model", "metric", "n", "seeds"] + [h for _, h in RECIPE_COLUMNS]
     out.write("| " + " | ".join(heads) + " |\n|" + "---|" * len(heads) + "\n")
     for r in recipes:
-        cells = [("=" if r["tie"] else "") + str(r["rank"]), "yes" if r["pareto"] else "", r["method"], r["model"],
-                 str(r["n"]), ",".join(map(str, r["seeds"]))]
+        cells = [("=" if r["tie"] else "") + str(r["rank"]), "yes" if r["pareto"] else "", r["method"], r["task"],
+                 r["model"], r["metric"], str(r["n"]), ",".join(map(str, r["seeds"]))]
         cells += [_fmt_stat(r[k], k) for k, _ in RECIPE_COLUMNS]
         out.write("| " + " | ".join(cells) + " |\n")
     return out.getvalue() + "\n"
 
 
-def markdown(rows: list[dict], failed: list[dict], requests: int, recipes: list[dict] | None = None) -> str:
+REFERENCE_COLUMNS = [("model", "model"), ("weights", "weights"), ("metric", "metric"), ("quality", "quality"),
+                     ("accuracy", "accuracy"), ("f1_macro", "macro-F1"), ("unparseable_rate", "unparseable"),
+                     ("n_examples", "n"), ("run_id", "scored in run")]
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    heads = [h for _, h in columns]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    lines += ["| " + " | ".join(_fmt(row.get(k), k) for k, _ in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(rows: list[dict], failed: list[dict], requests: int, recipes: list[dict] | None = None,
+             references: list[dict] | None = None) -> str:
     out = io.StringIO()
     out.write("# Cost-per-quality leaderboard\n\n")
     out.write(f"Total $ = training $ + serving $ for **{requests:,} requests**. "
-              "$ / gain pt = total $ / (accuracy - majority-class accuracy) x 100; lower is better. "
-              "Pareto: no other run is both at least as accurate and at least as cheap. "
+              "$ / gain pt = total $ / (quality - baseline quality) x 100; lower is better. Quality is the "
+              "run's primary metric (`metric`); the baseline is the majority class for `seq_cls` and the "
+              "un-tuned base model, scored on the same held-out prompts with the same template, greedy "
+              "decoding and answer parser, for `causal_lm`. Tasks are ranked apart. "
+              "Pareto: no other run of the task is both at least as good and at least as cheap. "
               "Training $ = training-phase device-hours x the price card's hourly price; serving $ uses the "
               "measured throughput at the fastest batch size meeting the p99 latency target (`serve batch`; "
               "when none meets it, batch 1 and `meets SLO` says **no**). Energy and CO2 "
@@ -234,14 +307,18 @@ def markdown(rows: list[dict], failed: list[dict], requests: int, recipes: list[
               "one request at a time, warm-up excluded.\n\n")
     if recipes and any(r["n"] > 1 for r in recipes):
         out.write(recipe_markdown(recipes))
-        out.write("## Runs\n\n")
-    headers = [h for _, h in COLUMNS]
-    out.write("| " + " | ".join(headers) + " |\n")
-    out.write("|" + "---|" * len(headers) + "\n")
-    for row in rows:
-        out.write("| " + " | ".join(_fmt(row.get(k), k) for k, _ in COLUMNS) + " |\n")
+    tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in rows)]
+    for task in tasks:
+        out.write(f"## {TASK_TITLES[task]}\n\n")
+        out.write(_table([r for r in rows if r["task"] == task], COLUMNS))
+        refs = [r for r in references or [] if r["task"] == task]
+        if refs:
+            out.write("\nReference: the un-tuned base model on the same held-out set (nothing trained; "
+                      "`unparseable` = share of outputs holding no label word, counted wrong).\n\n")
+            out.write(_table(refs, REFERENCE_COLUMNS))
+        out.write("\n")
     if failed:
-        out.write("\n## Failed runs\n\n| run id | method | status | stage | message |\n|---|---|---|---|---|\n")
+        out.write("## Failed runs\n\n| run id | method | status | stage | message |\n|---|---|---|---|---|\n")
         for rec in failed:
             msg = str(rec.get("error", {}).get("message", "")).replace("|", "\\|")[:200]
             out.write(f"| {rec['run_id']} | {rec['method']} | {rec['status']} | {rec.get('failed_stage', '')} "
@@ -260,13 +337,13 @@ def csv_text(rows: list[dict]) -> str:
 
 def recipe_csv_text(recipes: list[dict]) -> str:
     out = io.StringIO()
-    fields = ["rank", "tie", "pareto", "method", "model", "n", "seeds", "recipe"]
+    fields = ["rank", "tie", "pareto", "method", "task", "model", "metric", "n", "seeds", "recipe"]
     for key, _ in RECIPE_COLUMNS:
         fields += [f"{key}_mean", f"{key}_std", f"{key}_ci95"]
     writer = csv.DictWriter(out, fieldnames=fields)
     writer.writeheader()
     for r in recipes:
-        row = {k: r[k] for k in ("rank", "tie", "pareto", "method", "model", "n", "recipe")}
+        row = {k: r[k] for k in ("rank", "tie", "pareto", "method", "task", "model", "metric", "n", "recipe")}
         row["seeds"] = " ".join(map(str, r["seeds"]))
         for key, _ in RECIPE_COLUMNS:
             stat = r[key] or {}
@@ -276,6 +353,7 @@ def recipe_csv_text(recipes: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: Path, requests: int) -> Path | None:
+    """Quality vs total $, one panel per task, with the baselines as dotted lines."""
     if not rows:
         return None
     import matplotlib
@@ -283,19 +361,22 @@ def plot(rows: list[dict], path: Path, requests: int) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for row in rows:
-        ax.scatter(row["total_usd"], row["accuracy"], s=60, marker="o" if row["pareto"] else "x")
-        ax.annotate(row["method"], (row["total_usd"], row["accuracy"]), textcoords="offset points", xytext=(6, 4))
-    front = sorted((r for r in rows if r["pareto"]), key=lambda r: r["total_usd"])
-    ax.plot([r["total_usd"] for r in front], [r["accuracy"] for r in front], "--", lw=1, label="Pareto front")
-    majority = sorted({round(r["majority_accuracy"], 4) for r in rows})
-    for m in majority:
-        ax.axhline(m, color="grey", lw=0.8, ls=":", label=f"majority class {m:.3f}")
-    ax.set_xlabel(f"total $ (training + serving {requests:,} requests)")
-    ax.set_ylabel("held-out accuracy")
-    ax.set_title("Quality vs total cost")
-    ax.legend(loc="lower right", fontsize=8)
+    tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in rows)]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(7 * len(tasks), 4.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        group = [r for r in rows if r["task"] == task]
+        for row in group:
+            ax.scatter(row["total_usd"], row["quality"], s=60, marker="o" if row["pareto"] else "x")
+            ax.annotate(row["method"], (row["total_usd"], row["quality"]), textcoords="offset points", xytext=(6, 4))
+        front = sorted((r for r in group if r["pareto"]), key=lambda r: r["total_usd"])
+        ax.plot([r["total_usd"] for r in front], [r["quality"] for r in front], "--", lw=1, label="Pareto front")
+        lines = {(r["baseline"], round(r["baseline_quality"], 4)) for r in group if r["baseline_quality"] is not None}
+        for kind, value in sorted(lines, key=str):
+            ax.axhline(value, color="grey", lw=0.8, ls=":", label=f"{kind} {value:.3f}")
+        ax.set_xlabel(f"total $ (training + serving {requests:,} requests)")
+        ax.set_ylabel(f"held-out {', '.join(sorted({r['metric'] for r in group}))}")
+        ax.set_title(f"{task}: quality vs total cost")
+        ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=120)
@@ -315,8 +396,9 @@ def build(results_dir: str | Path, requests: int | None = None) -> list[Path]:
     rows = table_rows(records, n)
     recipes = recipe_rows(rows)
     failed = [r for r in records if r["status"] != "ok"]
+    references = reference_rows(records)
     md, csv_path = results_dir / "leaderboard.md", results_dir / "leaderboard.csv"
-    record_mod.atomic_write_text(md, markdown(rows, failed, n, recipes))
+    record_mod.atomic_write_text(md, markdown(rows, failed, n, recipes, references))
     record_mod.atomic_write_text(csv_path, csv_text(rows))
     recipes_csv = results_dir / "leaderboard_recipes.csv"
     record_mod.atomic_write_text(recipes_csv, recipe_csv_text(recipes))

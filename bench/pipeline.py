@@ -1,7 +1,9 @@
 """The stages of one run, in order; each reads what earlier stages left in the record.
 
-data -> model -> train -> evaluate -> serve -> cost. Heavy objects (splits, model,
-tokenizer) live in a per-run state dict, never in the record. `account` prices the
+data -> model -> baseline -> train -> evaluate -> serve -> cost. Heavy objects (splits,
+model, tokenizer) live in a per-run state dict, never in the record. ``baseline`` scores
+the un-tuned causal LM on the held-out prompts (seq_cls needs no model for its
+majority-class baseline). `account` prices the
 device time a run has held so far, for finished and failed runs alike.
 """
 
@@ -16,8 +18,17 @@ from bench.measure.clock import PhaseClock
 
 
 
-def new_state(allowance) -> dict:
-    return {"allowance": allowance, "run_start": time.perf_counter()}
+def new_state(allowance, results_dir=None) -> dict:
+    return {"allowance": allowance, "run_start": time.perf_counter(), "results_dir": results_dir}
+
+
+def _outputs_path(rec: dict, state: dict, kind: str):
+    """Per-example outputs file beside the record: runs/<run_id>.<attempt_id>.<kind>.jsonl."""
+    from pathlib import Path
+
+    if state.get("results_dir") is None:
+        return None
+    return Path(state["results_dir"]) / "runs" / f"{rec['run_id']}.{rec['attempt_id']}.{kind}.jsonl"
 
 
 def run_stage(stage: str, plan, rec: dict, state: dict) -> None:
@@ -65,7 +76,13 @@ def _stage_data(plan, rec, state) -> None:
     # Price card first: a run that cannot be priced fails before it spends anything.
     state["card"] = cost_mod.load_price_card(cfg.cost.price_card)
     start = time.perf_counter()
-    state["splits"] = splits = sources.build_splits(cfg.data)
+    fields, free_text = (), False
+    if cfg.task == "causal_lm":
+        from bench.config import template_fields
+
+        fields = tuple(dict.fromkeys(f for f in template_fields(cfg.prompt.template) if f != "text"))
+        free_text = not cfg.prompt.label_words
+    state["splits"] = splits = sources.build_splits(cfg.data, fields=fields, free_text=free_text)
     rec["data"] = {"source": cfg.data.source, "id": cfg.data.id, **splits.info,
                    "load_wall_s": time.perf_counter() - start}
 
@@ -96,12 +113,47 @@ def _stage_model(plan, rec, state) -> None:
         tokenizer = models.load_tokenizer(cfg)
         config = models.model_config(cfg, splits.label_names, tokenizer)
         ctx = MethodContext(total_steps=steps, device=device, precision=precision,
-                            head_names=models.head_names(config))
+                            head_names=models.head_names(config, cfg.task), task=cfg.task)
         method = get_method(cfg.method.name)(cfg.method, ctx)
         model = models.load_model(cfg, config, method.load_kwargs(), device)
         torch.manual_seed(cfg.train.seed)  # adapter initialization
         model = method.wrap(model)
     state.update(tokenizer=tokenizer, model=model, method=method, steps=steps)
+    if cfg.task == "causal_lm":
+        from bench.prompts import Formatter
+
+        state["formatter"] = Formatter(tokenizer, cfg.prompt, splits.label_names, cfg.data.max_length)
+        rec["data"]["formatting"] = state["formatter"].describe()
+
+
+def _base_weights(plan) -> str:
+    name = plan.cfg.method.name
+    if name == "qlora":
+        return f"{plan.cfg.method.quant_type} 4-bit base as QLoRA trains on it, adapters off"
+    return "the base as loaded" + (", adapters off" if name != "full" else ", before training")
+
+
+def _stage_baseline(plan, rec, state) -> None:
+    """causal_lm: score the un-tuned model with the same prompts, template, decoding and parser."""
+    import contextlib
+
+    from bench.evaluation import evaluate_generative
+
+    cfg = plan.cfg
+    if cfg.task != "causal_lm" or not cfg.eval.base_model:
+        return
+    model = state["model"]
+    off = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
+    with state["clock"].phase("baseline"), off:
+        result = evaluate_generative(model, state["tokenizer"], state["formatter"], state["splits"], cfg,
+                                     device=state["device"], precision=state["precision"],
+                                     outputs_path=_outputs_path(rec, state, "base_outputs"), desc="base model")
+    rec.setdefault("baseline", {})["base_model"] = {
+        **result["quality"], "model": cfg.model.id, "weights": _base_weights(plan),
+        **{k: v for k, v in result["eval"].items() if k in ("unparseable", "unparseable_rate", "n_examples",
+                                                            "test_hash", "outputs_file", "generate_wall_s",
+                                                            "predicted_label_counts", "mean_output_tokens")},
+    }
 
 
 def _stage_train(plan, rec, state) -> None:
@@ -114,8 +166,14 @@ def _stage_train(plan, rec, state) -> None:
 
     cfg, splits, clock = plan.cfg, state["splits"], state["clock"]
     trainable, total = count_params(state["model"])
+    labels = splits.train_labels
     with clock.phase("tokenize"):
-        features = tokenize(state["tokenizer"], splits.train_texts, cfg.data.max_length)
+        if cfg.task == "causal_lm":
+            rows, counts = state["formatter"].encode_all(splits.train_texts, splits.train_labels, splits.train_fields)
+            features, labels = [r.feature() for r in rows], None
+            rec["data"]["formatting"]["train"] = counts
+        else:
+            features = tokenize(state["tokenizer"], splits.train_texts, cfg.data.max_length)
     reset_peak(state["device"])
     gpu_ids = [0] if state["device"].startswith("cuda") else []
     meter = EnergyMeter(cfg.cost.country_iso_code, cfg.cost.energy_measure_s, gpu_ids, phase="train")
@@ -123,7 +181,7 @@ def _stage_train(plan, rec, state) -> None:
     result = TrainResult()
     try:
         with tqdm(total=state["steps"], desc=f"train {cfg.method.name}", unit="step", leave=False) as bar:
-            train(state["model"], state["tokenizer"], features, splits.train_labels, cfg.train,
+            train(state["model"], state["tokenizer"], features, labels, cfg.train,
                   method=state["method"], total_steps=state["steps"], device=state["device"],
                   precision=state["precision"], clock=clock, progress=bar, result=result,
                   guard=_budget_guard(state))
@@ -152,11 +210,26 @@ def _train_summary(state: dict, result, energy: dict, trainable: int, total: int
 
 
 def _stage_evaluate(plan, rec, state) -> None:
-    from bench.evaluation import evaluate_model
+    from bench.evaluation import evaluate_generative, evaluate_model, majority_baseline
 
+    cfg, splits = plan.cfg, state["splits"]
     with state["clock"].phase("evaluate"):
-        rec.update(evaluate_model(state["model"], state["tokenizer"], state["splits"], plan.cfg,
-                                  device=state["device"], precision=state["precision"]))
+        if cfg.task != "causal_lm":
+            rec.update(evaluate_model(state["model"], state["tokenizer"], splits, cfg,
+                                      device=state["device"], precision=state["precision"]))
+            return
+        result = evaluate_generative(state["model"], state["tokenizer"], state["formatter"], splits, cfg,
+                                     device=state["device"], precision=state["precision"],
+                                     outputs_path=_outputs_path(rec, state, "outputs"))
+    from bench.config import primary_metric
+
+    result["eval"]["primary_metric"] = primary_metric(cfg)
+    rec["quality"], rec["eval"] = result["quality"], result["eval"]
+    baseline = rec.setdefault("baseline", {})
+    if splits.label_names:
+        label_ids = list(range(len(splits.label_names)))
+        baseline["majority_class"] = majority_baseline(splits.train_labels, splits.test_labels,
+                                                       [m for m in cfg.eval.metrics if m != "exact_match"], label_ids)
 
 
 def _stage_serve(plan, rec, state) -> None:
@@ -167,11 +240,30 @@ def _stage_serve(plan, rec, state) -> None:
         rec["serve"] = {"enabled": False}
         return
     variant = "full" if cfg.method.name == "full" else "unmerged"
+    if cfg.task == "causal_lm":
+        _serve_generative(plan, rec, state, variant)
+        return
     with state["clock"].phase("serve"):
         rec["serve"] = serve_test(state["model"], state["tokenizer"], state["splits"].test_texts, cfg.serve,
                                   max_length=cfg.data.max_length, device=state["device"],
                                   precision=state["precision"], usd_per_hour=state["price"]["usd_per_hour"],
                                   n_devices=state["devinfo"]["count"], variant=variant)
+
+
+def _serve_generative(plan, rec, state, variant: str) -> None:
+    from bench.generate import stop_token_ids
+    from bench.serve import serve_generative
+
+    cfg, formatter, splits = plan.cfg, state["formatter"], state["splits"]
+    fields = splits.test_fields or [{}] * len(splits.test_texts)
+    prompts = [e.input_ids[: e.prompt_len] for e in
+               (formatter.encode(t, y, f) for t, y, f in zip(splits.test_texts, splits.test_labels, fields))]
+    with state["clock"].phase("serve"):
+        rec["serve"] = serve_generative(
+            state["model"], state["tokenizer"], prompts, cfg.serve, max_new_tokens=cfg.eval.max_new_tokens,
+            stop_ids=stop_token_ids(state["tokenizer"], state["model"], formatter), device=state["device"],
+            precision=state["precision"], usd_per_hour=state["price"]["usd_per_hour"],
+            n_devices=state["devinfo"]["count"], variant=variant)
 
 
 def _stage_cost(plan, rec, state) -> None:
@@ -192,6 +284,6 @@ def _stage_cost(plan, rec, state) -> None:
     account(rec, state)
 
 
-STAGE_FUNCTIONS = {"data": _stage_data, "model": _stage_model, "train": _stage_train,
+STAGE_FUNCTIONS = {"data": _stage_data, "model": _stage_model, "baseline": _stage_baseline, "train": _stage_train,
                    "evaluate": _stage_evaluate, "serve": _stage_serve, "cost": _stage_cost}
 STAGES = tuple(STAGE_FUNCTIONS)

@@ -55,18 +55,20 @@ def _check_model_and_method(cfg) -> None:
     import dataclasses
 
     import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoConfig
 
+    from bench import models
     from bench.config import did_you_mean
     from bench.methods.base import head_module_names, resolve_targets
 
+    kind = "causal LM" if cfg.task == "causal_lm" else "sequence classifier"
     try:
-        config = AutoConfig.from_pretrained(sources.model_location(cfg.model), num_labels=2,
-                                            **sources.pretrained_kwargs(cfg.model))
+        location, kwargs = models.pretrained_args(cfg)
+        config = AutoConfig.from_pretrained(location, **({"num_labels": 2} if cfg.task == "seq_cls" else {}), **kwargs)
         with torch.device("meta"):
-            skeleton = AutoModelForSequenceClassification.from_config(config)
+            skeleton = models.auto_class(cfg).from_config(config)
     except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"model.id: cannot load '{cfg.model.id}' as a sequence classifier: "
+        raise ConfigError(f"model.id: cannot load '{cfg.model.id}' as a {kind}: "
                           f"{str(exc).strip().splitlines()[0][:200]}") from None
     if cfg.method.name == "full":
         return

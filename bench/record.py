@@ -34,6 +34,17 @@ PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "evalua
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
+def ok_keys(record: dict) -> list[str]:
+    """Keys an ok record must hold: a causal LM's quality is its primary metric, base model included."""
+    if record.get("task") != "causal_lm":
+        return list(OK_KEYS)
+    primary = (record.get("eval") or {}).get("primary_metric", "accuracy")
+    keys = [f"quality.{primary}"] + [k for k in OK_KEYS if not k.startswith(("quality.", "baseline."))]
+    if ((record.get("config") or {}).get("eval") or {}).get("base_model", True):
+        keys.append(f"baseline.base_model.{primary}")
+    return keys
+
+
 class RecordError(ValueError):
     """A file that is not a valid run record."""
 
@@ -62,7 +73,7 @@ def validate(record: dict) -> dict:
     if record["status"] == "ok":
         serving = bool(((record["config"].get("serve") or {}).get("enabled", True)))
         absent = []
-        for key in OK_KEYS:
+        for key in ok_keys(record):
             if key.startswith("serve.") and not serving:
                 continue
             try:

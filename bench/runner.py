@@ -61,7 +61,7 @@ def execute(plan: RunPlan, results_dir: str | Path, allowance: Allowance | None 
     rec = base_record(plan)
     rec["attempt_id"] = attempt_id or rec["attempt_id"]
     allowance = allowance or Allowance()
-    state = pipeline.new_state(allowance)
+    state = pipeline.new_state(allowance, results_dir)
     stage = "setup"
     try:
         for stage in pipeline.STAGES:

@@ -1,9 +1,10 @@
-"""Serving-cost test of the trained classifier, in-process (engine ``hf``).
+"""Serving-cost test of the trained model, in-process (engine ``hf``).
 
-Requests are held-out texts drawn with a fixed seed. For each batch size, batches of
-that many requests are sent one after another; each batch's latency is from
-tokenization to the predicted labels on the host. Warm-up batches are excluded.
-Batch size 1 is the one-request-at-a-time case and is always measured.
+Requests are held-out examples drawn with a fixed seed. For each batch size, batches of
+that many requests are sent one after another; each batch's latency is from the
+request to the answer on the host (a classifier: tokenize + forward + argmax; a causal
+LM: greedy generation of the whole answer). Warm-up batches are excluded. Batch size
+1 is the one-request-at-a-time case and is always measured.
 """
 
 from __future__ import annotations
@@ -36,20 +37,22 @@ def _answer(model, tokenizer, texts: list[str], max_length: int, device: str, pr
     return logits.argmax(-1).tolist()  # .tolist() waits for the device
 
 
-def measure_batch_size(model, tokenizer, prompts: list[str], batch_size: int, warmup_batches: int, *,
-                       max_length: int, device: str, precision: str) -> dict:
+def measure_batch_size(answer, prompts: list, batch_size: int, warmup_batches: int) -> dict:
+    """Latency per batch and throughput at one batch size; ``answer(chunk)`` serves one batch."""
     n_batches = math.ceil(len(prompts) / batch_size)
     for i in range(warmup_batches):
-        _answer(model, tokenizer, prompts[:batch_size], max_length, device, precision)
-    latencies_ms, answered = [], 0
+        answer(prompts[:batch_size])
+    latencies_ms, answered, output_tokens = [], 0, 0
     window_start = time.perf_counter()
     for i in range(n_batches):
         chunk = prompts[i * batch_size:(i + 1) * batch_size]
         start = time.perf_counter()
-        answered += len(_answer(model, tokenizer, chunk, max_length, device, precision))
+        answers = answer(chunk)
         latencies_ms.append((time.perf_counter() - start) * 1000.0)
+        answered += len(answers)
+        output_tokens += sum(a["output_tokens"] for a in answers if isinstance(a, dict))
     window_s = time.perf_counter() - window_start
-    return {
+    row = {
         "batch_size": batch_size,
         "n_requests": answered,
         "n_batches": n_batches,
@@ -57,18 +60,17 @@ def measure_batch_size(model, tokenizer, prompts: list[str], batch_size: int, wa
         "window_s": window_s,
         "requests_per_s": answered / window_s,
     }
+    if output_tokens:
+        row.update(output_tokens=output_tokens, output_tokens_per_s=output_tokens / window_s)
+    return row
 
 
-def serve_test(model, tokenizer, test_texts: list[str], cfg: ServeConfig, *, max_length: int, device: str,
-               precision: str, usd_per_hour: float, n_devices: int, variant: str) -> dict:
-    model.eval()
-    prompts = prompt_set(test_texts, cfg.n_requests)
+def _sweep(answer, prompts: list, cfg: ServeConfig, usd_per_hour: float, n_devices: int) -> dict:
     sizes = sorted(set([1, *cfg.batch_sizes]))
     by_size = {}
     for size in sizes:
         warmup = math.ceil(cfg.warmup_requests / size)
-        row = measure_batch_size(model, tokenizer, prompts, size, warmup, max_length=max_length,
-                                 device=device, precision=precision)
+        row = measure_batch_size(answer, prompts, size, warmup)
         row["usd_per_1k_requests"] = cost_mod.usd_per_1k_requests(row["requests_per_s"], n_devices, usd_per_hour)
         row["meets_slo"] = row["latency_ms"]["p99"] <= cfg.slo_p99_ms
         by_size[str(size)] = row
@@ -77,8 +79,6 @@ def serve_test(model, tokenizer, test_texts: list[str], cfg: ServeConfig, *, max
     single = by_size["1"]
     return {
         "engine": cfg.engine,
-        "variant": variant,
-        "task": "seq_cls",
         "latency_ms": single["latency_ms"],  # one request at a time, warm-up excluded
         "requests_per_s": single["requests_per_s"],
         "n_requests": single["n_requests"],
@@ -88,5 +88,35 @@ def serve_test(model, tokenizer, test_texts: list[str], cfg: ServeConfig, *, max
         "cost_basis_batch_size": basis["batch_size"],
         "cost_basis_meets_slo": basis["meets_slo"],
         "usd_per_1k_requests": basis["usd_per_1k_requests"],
-        "covers": "in-process inference on the training device: tokenize + forward + argmax; no network",
     }
+
+
+def serve_test(model, tokenizer, test_texts: list[str], cfg: ServeConfig, *, max_length: int, device: str,
+               precision: str, usd_per_hour: float, n_devices: int, variant: str) -> dict:
+    """Classifier serving: latency and requests/s at each batch size."""
+    model.eval()
+
+    def answer(chunk):
+        return _answer(model, tokenizer, chunk, max_length, device, precision)
+
+    result = _sweep(answer, prompt_set(test_texts, cfg.n_requests), cfg, usd_per_hour, n_devices)
+    return {**result, "variant": variant, "task": "seq_cls",
+            "covers": "in-process inference on the training device: tokenize + forward + argmax; no network"}
+
+
+def serve_generative(model, tokenizer, prompts: list[list[int]], cfg: ServeConfig, *, max_new_tokens: int,
+                     stop_ids: list[int], device: str, precision: str, usd_per_hour: float, n_devices: int,
+                     variant: str) -> dict:
+    """Causal LM serving: each request is a held-out prompt answered by greedy generation."""
+    from bench.generate import generate
+
+    model.eval()
+
+    def answer(chunk):
+        return generate(model, tokenizer, chunk, batch_size=len(chunk), max_new_tokens=max_new_tokens,
+                        stop_ids=stop_ids, device=device, precision=precision)
+
+    result = _sweep(answer, prompt_set(prompts, cfg.n_requests), cfg, usd_per_hour, n_devices)
+    return {**result, "variant": variant, "task": "causal_lm", "max_new_tokens": max_new_tokens,
+            "covers": "in-process greedy generation on the training device: prompt token ids in, "
+                      "answer text out (left-padded batches); no network, no tokenization of the request"}

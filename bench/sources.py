@@ -46,8 +46,9 @@ def model_location(cfg: ModelConfig) -> str:
         path = Path(cfg.id).expanduser()
         if not path.exists():
             raise ConfigError(f"model.id: local model path '{cfg.id}' does not exist")
-        if not path.is_dir():
-            raise ConfigError(f"model.id: local model path '{cfg.id}' is not a directory (save_pretrained output)")
+        if not path.is_dir() and path.suffix != ".gguf":
+            raise ConfigError(f"model.id: local model path '{cfg.id}' is neither a directory "
+                              "(save_pretrained output) nor a .gguf file")
         return str(path)
     package, _, relpath = cfg.id.partition(":")
     if not relpath:
@@ -60,6 +61,17 @@ def model_location(cfg: ModelConfig) -> str:
             )
         relpath = EMBEDDED_MODELS[package]
     return str(package_file(package, relpath, "model.id"))
+
+
+def gguf_parts(cfg: ModelConfig) -> tuple[str, str | None]:
+    """(location, GGUF file name or None): a .gguf path is split into its folder and file name."""
+    location = model_location(cfg)
+    if cfg.gguf_file:
+        return location, cfg.gguf_file
+    if cfg.source != "hub" and location.endswith(".gguf"):
+        path = Path(location)
+        return str(path.parent), path.name
+    return location, None
 
 
 def pretrained_kwargs(cfg: ModelConfig) -> dict:
@@ -130,8 +142,10 @@ class Splits:
     train_labels: list
     test_texts: list
     test_labels: list
-    label_names: list
+    label_names: list  # empty for free-text answers: then the labels are the answer texts
     info: dict = field(default_factory=dict)
+    train_fields: list = field(default_factory=list)  # per example: {column: value} for prompt templates
+    test_fields: list = field(default_factory=list)
 
 
 def content_hash(texts: list, labels: list) -> str:
@@ -141,20 +155,28 @@ def content_hash(texts: list, labels: list) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _rows(table, cfg: DataConfig, split: str) -> list[tuple[str, object]]:
+def _rows(table, cfg: DataConfig, split: str, fields: tuple = ()) -> list[tuple[str, object, dict]]:
+    """(text, label, {field: value}) per row; ``fields`` are extra columns a prompt template uses."""
     missing = [c for c in (cfg.text_column, cfg.label_column) if c not in table.column_names]
     if missing:
         key = "data.text_column" if cfg.text_column in missing else "data.label_column"
         raise ConfigError(
             f"{key}: column '{missing[0]}' not in split '{split}'; columns: {_short(table.column_names)}"
         )
+    extra = [f for f in fields if f != "text"]
+    for name in extra:
+        if name not in table.column_names:
+            raise ConfigError(f"prompt.template: {{{name}}} is not a column of split '{split}'; "
+                              f"columns: {_short(table.column_names)}")
     labels = table[cfg.label_column]
     if any(isinstance(y, (list, dict)) for y in labels[:1000]):
         raise ConfigError(f"data.label_column: column '{cfg.label_column}' holds lists or mappings, not labels")
     feature = table.features.get(cfg.label_column)
     if hasattr(feature, "int2str"):  # a ClassLabel column holds ids: use its names
         labels = [feature.int2str(y) for y in labels]
-    return list(zip(table[cfg.text_column], labels))
+    columns = {name: table[name] for name in extra}
+    row_fields = [{name: columns[name][i] for name in extra} for i in range(len(labels))]
+    return list(zip(table[cfg.text_column], labels, row_fields))
 
 
 def _label_map(rows, cfg: DataConfig, feature=None) -> list:
@@ -162,25 +184,29 @@ def _label_map(rows, cfg: DataConfig, feature=None) -> list:
     if cfg.labels:
         return list(cfg.labels)
     names = getattr(feature, "names", None)
-    return list(names) if names else sorted({label for _, label in rows}, key=str)
+    return list(names) if names else sorted({label for _, label, _ in rows}, key=str)
 
 
-def _encode(rows, label_names) -> tuple[list, list, int]:
-    """Keep rows whose label is known, map labels to ids, drop exact duplicate texts."""
-    index = {name: i for i, name in enumerate(label_names)}
-    seen, texts, labels, dropped = set(), [], [], 0
-    for text, label in rows:
-        label_id = index.get(label)
-        if label_id is None:
-            dropped += 1
-            continue
-        if not isinstance(text, str) or not text.strip() or text in seen:
+def _encode(rows, label_names) -> tuple[list, list, list, int]:
+    """Keep rows whose label is known, map labels to ids, drop exact duplicate texts.
+
+    With ``label_names`` None the labels are free-text answers: kept as text, empty ones dropped.
+    """
+    index = {name: i for i, name in enumerate(label_names or [])}
+    seen, texts, labels, fields, dropped = set(), [], [], [], 0
+    for text, label, row_fields in rows:
+        if label_names is None:
+            label_id = label if isinstance(label, str) and label.strip() else None
+        else:
+            label_id = index.get(label)
+        if label_id is None or not isinstance(text, str) or not text.strip() or text in seen:
             dropped += 1
             continue
         seen.add(text)
         texts.append(text)
         labels.append(label_id)
-    return texts, labels, dropped
+        fields.append(row_fields)
+    return texts, labels, fields, dropped
 
 
 def _shuffled(n: int, seed: int) -> list[int]:
@@ -191,56 +217,70 @@ def _shuffled(n: int, seed: int) -> list[int]:
     return order
 
 
-def build_splits(cfg: DataConfig, tables: dict | None = None) -> Splits:
-    """Fixed, deduplicated, non-overlapping train/test split from the configured source."""
+def build_splits(cfg: DataConfig, tables: dict | None = None, *, fields: tuple = (),
+                 free_text: bool = False) -> Splits:
+    """Fixed, deduplicated, non-overlapping train/test split from the configured source.
+
+    ``fields``: extra columns to carry for prompt templates. ``free_text``: the label column
+    holds answer texts (causal_lm without label words), kept as text rather than mapped to ids.
+    """
     tables = tables if tables is not None else load_tables(cfg)
+
+    def label_names_for(rows, table):
+        return None if free_text else _label_map(rows, cfg, table.features.get(cfg.label_column))
+
     if cfg.test_split:
         for key, split in (("data.train_split", cfg.train_split), ("data.test_split", cfg.test_split)):
             if split not in tables:
                 raise ConfigError(f"{key}: split '{split}' not found; splits: {', '.join(tables)}")
-        train_rows = _rows(tables[cfg.train_split], cfg, cfg.train_split)
-        test_rows = _rows(tables[cfg.test_split], cfg, cfg.test_split)
-        features = tables[cfg.train_split].features.get(cfg.label_column)
-        label_names = _label_map(train_rows + test_rows, cfg, features)
-        test_texts, test_labels, dropped_test = _encode(test_rows, label_names)
-        train_texts, train_labels, dropped_train = _encode(train_rows, label_names)
+        train_rows = _rows(tables[cfg.train_split], cfg, cfg.train_split, fields)
+        test_rows = _rows(tables[cfg.test_split], cfg, cfg.test_split, fields)
+        label_names = label_names_for(train_rows + test_rows, tables[cfg.train_split])
+        test = _encode(test_rows, label_names)
+        train = _encode(train_rows, label_names)
+        dropped = train[3] + test[3]
+        test = test[:3]
     else:
         split = cfg.train_split or ("train" if "train" in tables else next(iter(tables)))
-        rows = _rows(tables[split], cfg, split)
-        label_names = _label_map(rows, cfg, tables[split].features.get(cfg.label_column))
-        texts, labels, dropped = _encode(rows, label_names)
+        rows = _rows(tables[split], cfg, split, fields)
+        label_names = label_names_for(rows, tables[split])
+        texts, labels, row_fields, dropped = _encode(rows, label_names)
         if cfg.test_size >= len(texts):
             raise ConfigError(f"data.test_size: {cfg.test_size} leaves no training rows: the data has "
-                              f"{len(texts)} usable labelled rows (labels {_short(label_names)})")
+                              f"{len(texts)} usable labelled rows (labels {_short(label_names or ['free text'])})")
         order = _shuffled(len(texts), cfg.split_seed)
-        test_idx, train_idx = order[: cfg.test_size], order[cfg.test_size:]
-        test_texts, test_labels = [texts[i] for i in test_idx], [labels[i] for i in test_idx]
-        train_texts, train_labels = [texts[i] for i in train_idx], [labels[i] for i in train_idx]
-        dropped_train, dropped_test = dropped, 0
+        pick = lambda idx: ([texts[i] for i in idx], [labels[i] for i in idx], [row_fields[i] for i in idx])  # noqa: E731
+        test, train = pick(order[: cfg.test_size]), pick(order[cfg.test_size:])
+    test_texts, test_labels, test_fields = test
     # A held-out example must never be trained on: drop training rows whose text is in test.
     test_set = set(test_texts)
-    kept = [(t, y) for t, y in zip(train_texts, train_labels) if t not in test_set]
-    overlap_removed = len(train_texts) - len(kept)
+    kept = [row for row in zip(*train[:3]) if row[0] not in test_set]
+    overlap_removed = len(train[0]) - len(kept)
     order = _shuffled(len(kept), cfg.split_seed + 1)
     kept = [kept[i] for i in order]
     if cfg.train_size:
         kept = kept[: cfg.train_size]
     if cfg.test_split and len(test_texts) > cfg.test_size:
-        test_texts, test_labels = test_texts[: cfg.test_size], test_labels[: cfg.test_size]
-    train_texts = [t for t, _ in kept]
-    train_labels = [y for _, y in kept]
-    if len(set(train_labels)) < 2 or not test_labels:
+        test_texts, test_labels, test_fields = (x[: cfg.test_size] for x in (test_texts, test_labels, test_fields))
+    train_texts = [t for t, _, _ in kept]
+    train_labels = [y for _, y, _ in kept]
+    train_fields = [f for _, _, f in kept]
+    if (not free_text and len(set(train_labels)) < 2) or not test_labels or not train_labels:
         raise ConfigError(f"data.label_column: need at least two labels in the training data and a non-empty "
-                          f"test split; labels: {_short(label_names)}")
+                          f"test split; labels: {_short(label_names or ['free text'])}")
+    label_names = label_names or []
     info = {
         "train_examples": len(train_texts),
         "test_examples": len(test_texts),
-        "dropped_rows_unknown_label_or_duplicate": dropped_train + dropped_test,
+        "dropped_rows_unknown_label_or_duplicate": dropped,
         "train_rows_removed_for_test_overlap": overlap_removed,
         "train_test_overlap": len(set(train_texts) & set(test_texts)),
         "train_hash": content_hash(train_texts, train_labels),
         "test_hash": content_hash(test_texts, test_labels),
         "label_names": label_names,
     }
-    return Splits(train_texts, train_labels, test_texts, test_labels, label_names, info)
+    if fields:
+        info["fields"] = list(fields)
+    return Splits(train_texts, train_labels, test_texts, test_labels, label_names, info,
+                  train_fields, test_fields)
 

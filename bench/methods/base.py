@@ -18,6 +18,7 @@ class MethodContext:
     device: str
     precision: str  # fp32 | bf16 | fp16
     head_names: list = field(default_factory=list)  # top-level modules that are the task head
+    task: str = "seq_cls"  # seq_cls: the head is new and trained in full; causal_lm: lm_head is pretrained
 
 
 def head_module_names(model: nn.Module) -> list[str]:

@@ -1,4 +1,8 @@
-"""LoRA: low-rank adapters on the target linear layers, the task head trained in full."""
+"""LoRA: low-rank adapters on the target linear layers.
+
+Sequence classification trains its new head in full; a causal LM keeps its pretrained
+``lm_head`` frozen (and out of the adapters) like the rest of the base.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,10 @@ def peft_kwargs(method: Method, model) -> dict:
         "lora_alpha": method.cfg.alpha,
         "lora_dropout": method.cfg.dropout,
         "target_modules": method.targets,
-        "task_type": TaskType.SEQ_CLS,
-        # The task head is new: train it in full (only head modules that hold weights).
-        "modules_to_save": [n for n in method.ctx.head_names if any(True for _ in getattr(model, n).parameters())] or None,
+        "task_type": TaskType.CAUSAL_LM if method.ctx.task == "causal_lm" else TaskType.SEQ_CLS,
+        # A classification head is new: train it in full (only head modules that hold weights).
+        "modules_to_save": None if method.ctx.task == "causal_lm" else
+        [n for n in method.ctx.head_names if any(True for _ in getattr(model, n).parameters())] or None,
     }
     kwargs.update(method.cfg.peft_options)
     return kwargs
