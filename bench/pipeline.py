@@ -76,13 +76,9 @@ def _stage_data(plan, rec, state) -> None:
     # Price card first: a run that cannot be priced fails before it spends anything.
     state["card"] = cost_mod.load_price_card(cfg.cost.price_card)
     start = time.perf_counter()
-    fields, free_text = (), False
-    if cfg.task == "causal_lm":
-        from bench.config import template_fields
+    from bench.prompts import split_options
 
-        fields = tuple(dict.fromkeys(f for f in template_fields(cfg.prompt.template) if f != "text"))
-        free_text = not cfg.prompt.label_words
-    state["splits"] = splits = sources.build_splits(cfg.data, fields=fields, free_text=free_text)
+    state["splits"] = splits = sources.build_splits(cfg.data, **split_options(cfg))
     rec["data"] = {"source": cfg.data.source, "id": cfg.data.id, **splits.info,
                    "load_wall_s": time.perf_counter() - start}
 
@@ -119,6 +115,12 @@ def _stage_model(plan, rec, state) -> None:
         torch.manual_seed(cfg.train.seed)  # adapter initialization
         model = method.wrap(model)
     state.update(tokenizer=tokenizer, model=model, method=method, steps=steps)
+    location, gguf = sources.gguf_parts(cfg.model)
+    rec["model"] = {"location": location, "gguf_file": gguf, "architecture": type(config).__name__,
+                    "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+                    "tokenizer_pad_token": tokenizer.pad_token, "tokenizer_padding_side": tokenizer.padding_side}
+    if gguf:
+        rec["model"]["gguf_loading"] = "dequantized by transformers to a dense model (GgufConfig(dequantize=True))"
     if cfg.task == "causal_lm":
         from bench.prompts import Formatter
 
@@ -255,9 +257,8 @@ def _serve_generative(plan, rec, state, variant: str) -> None:
     from bench.serve import serve_generative
 
     cfg, formatter, splits = plan.cfg, state["formatter"], state["splits"]
-    fields = splits.test_fields or [{}] * len(splits.test_texts)
-    prompts = [e.input_ids[: e.prompt_len] for e in
-               (formatter.encode(t, y, f) for t, y, f in zip(splits.test_texts, splits.test_labels, fields))]
+    prompts = [e.input_ids[: e.prompt_len]
+               for e in formatter.encode_many(splits.test_texts, splits.test_labels, splits.test_fields)]
     with state["clock"].phase("serve"):
         rec["serve"] = serve_generative(
             state["model"], state["tokenizer"], prompts, cfg.serve, max_new_tokens=cfg.eval.max_new_tokens,

@@ -14,6 +14,7 @@ from bench import sources
 from bench.config import ConfigError
 from bench.measure import cost
 from bench.plan import RunPlan, adalora_schedule, steps_for
+from bench.prompts import split_options
 
 
 def check(plans: list[RunPlan]) -> None:
@@ -30,9 +31,10 @@ def check(plans: list[RunPlan]) -> None:
         if model_key not in models:
             _check_model_and_method(cfg)
             models.add(model_key)
-        data_key = json.dumps(asdict(cfg.data), sort_keys=True)
+        options = split_options(cfg)
+        data_key = json.dumps([asdict(cfg.data), options], sort_keys=True)
         if data_key not in train_sizes:
-            train_sizes[data_key] = len(sources.build_splits(cfg.data).train_texts)
+            train_sizes[data_key] = len(sources.build_splits(cfg.data, **options).train_texts)
         steps = steps_for(cfg, train_sizes[data_key])
         if cfg.method.name == "adalora":
             adalora_schedule(steps, cfg.method.tinit, cfg.method.tfinal)

@@ -16,9 +16,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.config import ConfigError, PromptConfig
+from bench.config import Config, ConfigError, PromptConfig, template_fields
 
 IGNORE_INDEX = -100  # label of a position that carries no loss
+
+
+def split_options(cfg: Config) -> dict:
+    """What `sources.build_splits` must keep for this task: template columns, free-text answers."""
+    if cfg.task != "causal_lm":
+        return {}
+    fields = tuple(dict.fromkeys(f for f in template_fields(cfg.prompt.template) if f != "text"))
+    return {"fields": fields, "free_text": not cfg.prompt.label_words}
 
 
 @dataclass
@@ -126,10 +134,13 @@ class Formatter:
             f"(needs {len(prompt_ids) + len(response_ids) - len(self._ids(text, special=False))} without the text)"
         )
 
+    def encode_many(self, texts: list, labels: list, fields: list | None = None) -> list[Encoded]:
+        fields = fields or [{}] * len(texts)
+        return [self.encode(t, y, f) for t, y, f in zip(texts, labels, fields)]
+
     def encode_all(self, texts: list, labels: list, fields: list | None = None) -> tuple[list, dict]:
         """Encoded rows and counts: examples, truncated, prompt and response tokens."""
-        fields = fields or [{}] * len(texts)
-        rows = [self.encode(t, y, f) for t, y, f in zip(texts, labels, fields)]
+        rows = self.encode_many(texts, labels, fields)
         counts = {
             "examples": len(rows),
             "truncated_examples": sum(r.truncated for r in rows),

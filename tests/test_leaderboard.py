@@ -97,3 +97,37 @@ def test_seeds_aggregate_and_overlapping_intervals_tie():
     assert by_method["full"]["rank"] == 3 and not by_method["full"]["tie"]
     md = leaderboard.markdown([], [], 1000, recipes)
     assert "mean ± 95% CI" in md and "| =1 |" in md
+
+
+def gen_rec(run_id, method, acc, base_acc, train_usd, per_1k, weights="dense"):
+    r = rec(run_id, method, acc, train_usd, per_1k, majority=0.58)
+    r["task"] = "causal_lm"
+    r["eval"] = {"primary_metric": "accuracy", "unparseable_rate": 0.01}
+    r["baseline"]["base_model"] = {"accuracy": base_acc, "f1": base_acc - 0.2, "weights": weights,
+                                   "test_hash": "sha256:t", "unparseable_rate": 0.02, "n_examples": 300}
+    return r
+
+
+def test_tasks_are_ranked_apart_and_causal_gain_is_over_the_base_model(tmp_path):
+    records = RECORDS[:2] + [
+        gen_rec("g-lora-1", "lora", 0.80, 0.60, 2.0, 1.0),             # total 3.0, gain 20 -> 0.15 $/pt
+        gen_rec("h-qlora-1", "qlora", 0.75, 0.55, 1.0, 1.0, "nf4"),    # total 2.0, gain 20 -> 0.10 $/pt
+    ]
+    rows = leaderboard.table_rows(records, requests=1000)
+    assert [(r["task"], r["run_id"], r["rank"]) for r in rows] == [
+        ("seq_cls", "a-lora-1", 1), ("seq_cls", "b-full-1", 2), ("causal_lm", "h-qlora-1", 1),
+        ("causal_lm", "g-lora-1", 2)]
+    g = next(r for r in rows if r["run_id"] == "g-lora-1")
+    assert g["baseline"] == "base model" and g["baseline_quality"] == 0.60
+    assert g["gain_points"] == pytest.approx(20.0) and g["usd_per_point"] == pytest.approx(0.15)
+    # Pareto is within a task: the cheaper seq_cls lora does not dominate the causal runs.
+    assert all(r["pareto"] for r in rows if r["task"] == "causal_lm")
+    refs = leaderboard.reference_rows(records)
+    assert {(r["weights"], r["accuracy"]) for r in refs} == {("dense", 0.60), ("nf4", 0.55)}
+    for r in records:
+        record.write_new(tmp_path, r)
+    leaderboard.build(tmp_path)
+    md = (tmp_path / "leaderboard.md").read_text()
+    seq, gen = md.index("## Sequence classification"), md.index("## Generative")
+    assert seq < md.index("a-lora-1") < gen < md.index("h-qlora-1")
+    assert "Reference: the un-tuned base model" in md[gen:] and "| m | nf4 | accuracy | 0.5500 |" in md
