@@ -1,14 +1,16 @@
 """The stages of one run, in order; each reads what earlier stages left in the record.
 
-data -> model -> baseline -> train -> evaluate -> serve -> cost. Heavy objects (splits,
-model, tokenizer) live in a per-run state dict, never in the record. ``baseline`` scores
-the un-tuned causal LM on the held-out prompts (seq_cls needs no model for its
-majority-class baseline). `account` prices the
+data -> model -> (base model) -> train -> evaluate -> (base model) -> serve -> cost.
+Heavy objects (splits, model, tokenizer) live in a per-run state dict, never in the
+record. The base-model stages score the un-tuned causal LM on the held-out prompts, before
+training for a full fine-tune and after it, adapters off, for adapter methods (seq_cls
+needs no model for its majority-class baseline). `account` prices the
 device time a run has held so far, for finished and failed runs alike.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 
 from bench import device as device_mod
@@ -129,20 +131,25 @@ def _stage_model(plan, rec, state) -> None:
 
 
 def _base_weights(plan) -> str:
-    name = plan.cfg.method.name
-    if name == "qlora":
-        return f"{plan.cfg.method.quant_type} 4-bit base as QLoRA trains on it, adapters off"
-    return "the base as loaded" + (", adapters off" if name != "full" else ", before training")
+    if plan.cfg.method.name == "qlora":
+        return f"{plan.cfg.method.quant_type} 4-bit base (as QLoRA trains on it)"
+    return "the base as loaded"
 
 
-def _stage_baseline(plan, rec, state) -> None:
-    """causal_lm: score the un-tuned model with the same prompts, template, decoding and parser."""
+def _stage_baseline(plan, rec, state, when: str) -> None:
+    """causal_lm: score the un-tuned model with the same prompts, template, decoding and parser.
+
+    A full fine-tune changes the base, so its base is scored before training. Adapter methods
+    leave the base frozen and score it after training with the adapters switched off: an
+    inference pass before training would let bitsandbytes repack a 4-bit base for its CPU
+    inference kernel, after which QLoRA's adapters get no gradient.
+    """
     import contextlib
 
     from bench.evaluation import evaluate_generative
 
     cfg = plan.cfg
-    if cfg.task != "causal_lm" or not cfg.eval.base_model:
+    if ("base_model" if when == "before_train" else "base_model_after") not in stages_for(cfg):
         return
     model = state["model"]
     off = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
@@ -152,6 +159,7 @@ def _stage_baseline(plan, rec, state) -> None:
                                      outputs_path=_outputs_path(rec, state, "base_outputs"), desc="base model")
     rec.setdefault("baseline", {})["base_model"] = {
         **result["quality"], "model": cfg.model.id, "weights": _base_weights(plan),
+        "scored": "before training" if when == "before_train" else "after training, adapters off (base frozen)",
         **{k: v for k, v in result["eval"].items() if k in ("unparseable", "unparseable_rate", "n_examples",
                                                             "test_hash", "outputs_file", "generate_wall_s",
                                                             "predicted_label_counts", "mean_output_tokens")},
@@ -285,6 +293,19 @@ def _stage_cost(plan, rec, state) -> None:
     account(rec, state)
 
 
-STAGE_FUNCTIONS = {"data": _stage_data, "model": _stage_model, "baseline": _stage_baseline, "train": _stage_train,
-                   "evaluate": _stage_evaluate, "serve": _stage_serve, "cost": _stage_cost}
+STAGE_FUNCTIONS = {
+    "data": _stage_data, "model": _stage_model,
+    "base_model": functools.partial(_stage_baseline, when="before_train"),
+    "train": _stage_train, "evaluate": _stage_evaluate,
+    "base_model_after": functools.partial(_stage_baseline, when="after_train"),
+    "serve": _stage_serve, "cost": _stage_cost,
+}
 STAGES = tuple(STAGE_FUNCTIONS)
+
+
+def stages_for(cfg) -> list[str]:
+    """The stages a run goes through: the base-model stage that applies, or none."""
+    skip = {"base_model", "base_model_after"}
+    if cfg.task == "causal_lm" and cfg.eval.base_model:
+        skip.discard("base_model_after" if cfg.method.name != "full" else "base_model")
+    return [s for s in STAGES if s not in skip]

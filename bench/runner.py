@@ -64,7 +64,7 @@ def execute(plan: RunPlan, results_dir: str | Path, allowance: Allowance | None 
     state = pipeline.new_state(allowance, results_dir)
     stage = "setup"
     try:
-        for stage in pipeline.STAGES:
+        for stage in pipeline.stages_for(plan.cfg):
             _say(plan, stage)
             pipeline.run_stage(stage, plan, rec, state)
         rec["status"] = "ok"

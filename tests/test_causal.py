@@ -335,6 +335,8 @@ def test_each_method_fine_tunes_a_causal_lm(make_config, tiny_llama_dir, tmp_pat
     if method == "full":
         assert targets == "all parameters"
     else:
+        # The adapters really trained (B starts at zero), also after the base model was scored.
+        assert on_disk["method_report"]["adapter_b_norm"] > 0
         assert {t.rsplit(".", 1)[-1] for t in targets} == {"q_proj", "v_proj"}  # Llama's attention defaults
         assert not any("lm_head" in t for t in targets)
     if method == "qlora":

@@ -41,7 +41,7 @@ class AdaLoraMethod(Method):
     def report(self, model) -> dict:
         ranks = self.final_ranks(model)
         return {
-            "target_modules": self.targets,
+            **super().report(model),
             "adalora": {
                 "init_r": self.cfg.init_r, "target_r": self.cfg.r, "tinit": self.tinit, "tfinal": self.tfinal,
                 "delta_t": self.cfg.delta_t, "total_step": self.ctx.total_steps,

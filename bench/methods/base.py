@@ -116,4 +116,10 @@ class Method:
 
     def report(self, model: nn.Module) -> dict:
         """What the method did, for the run record."""
-        return {"target_modules": self.targets}
+        return {"target_modules": self.targets, "adapter_b_norm": adapter_b_norm(model)}
+
+
+def adapter_b_norm(model: nn.Module) -> float | None:
+    """Frobenius norm over all LoRA B matrices: 0 at initialization, so > 0 shows the adapters trained."""
+    squares = [float(p.detach().float().pow(2).sum()) for n, p in model.named_parameters() if ".lora_B." in n]
+    return sum(squares) ** 0.5 if squares else None

@@ -62,7 +62,7 @@ class QLoraMethod(Method):
 
     def report(self, model) -> dict:
         return {
-            "target_modules": self.targets,
+            **super().report(model),
             "quantization": {
                 "library": "bitsandbytes",
                 "quant_type": self.cfg.quant_type,
