@@ -77,8 +77,9 @@ class PromptConfig:
     # label_words[label] where label_words is set, else the label column's own text (free text).
     response_template: str = "{answer}"
     label_words: dict = field(default_factory=dict)  # label name -> answer word, e.g. {fresh: positive}
-    # auto: wrap prompt and response in the tokenizer's chat template when it has one.
-    chat_template: Literal["auto", "on", "off"] = "auto"
+    # auto: wrap prompt and response in the tokenizer's chat template when it has one;
+    # true: always (an error if there is none); false: plain text with EOS after the response.
+    chat_template: Union[Literal["auto"], bool] = "auto"
     system: Optional[str] = None  # system message; None = whatever the chat template adds by default
 
 
@@ -131,8 +132,8 @@ class TrainConfig:
 class EvalConfig:
     batch_size: int = 64
     # seq_cls: accuracy, f1 (macro). causal_lm: accuracy, f1, exact_match with label_words;
-    # exact_match, rouge_l for free-text answers.
-    metrics: list = field(default_factory=lambda: ["accuracy", "f1"])
+    # exact_match, rouge_l for free-text answers. null = all of those for the task.
+    metrics: Optional[list] = None
     max_new_tokens: int = 8  # causal_lm: greedy generation stops at end-of-turn or after this many tokens
     base_model: bool = True  # causal_lm: also score the un-tuned base model on the same held-out set
 
@@ -310,6 +311,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"data.labels: names must be unique (got {d.labels})")
     _positive(cfg.eval.batch_size, "eval.batch_size")
     _positive(cfg.eval.max_new_tokens, "eval.max_new_tokens")
+    if cfg.eval.max_new_tokens > 4096:
+        raise ConfigError(f"eval.max_new_tokens: must be <= 4,096 (got {cfg.eval.max_new_tokens})")
     _validate_metrics(cfg)
     if cfg.task == "causal_lm":
         _validate_prompt(cfg)
@@ -344,8 +347,19 @@ def primary_metric(cfg: Config) -> str:
     return "rouge_l" if "rouge_l" in cfg.eval.metrics else "exact_match"
 
 
+def default_metrics(cfg: Config) -> list[str]:
+    if cfg.task == "seq_cls":
+        return list(LABEL_METRICS)
+    return list(LABEL_METRICS) + ["exact_match"] if cfg.prompt.label_words else list(TEXT_METRICS)
+
+
 def _validate_metrics(cfg: Config) -> None:
+    if cfg.eval.metrics is None:
+        cfg.eval.metrics = default_metrics(cfg)
     metrics = cfg.eval.metrics
+    twice = sorted({str(m) for m in metrics if metrics.count(m) > 1})
+    if twice:
+        raise ConfigError(f"eval.metrics: {', '.join(twice)} listed twice")
     if cfg.task == "seq_cls":
         allowed = LABEL_METRICS
     elif cfg.prompt.label_words:
@@ -380,13 +394,14 @@ def _validate_prompt(cfg: Config) -> None:
     p = cfg.prompt
     for key in ("template", "response_template"):
         text = getattr(p, key)
+        for name in template_fields(text):
+            if not name.isidentifier():
+                raise ConfigError(f"prompt.{key}: placeholder {{{name}}} must be a plain column name "
+                                  "(no format spec, index or attribute)")
         try:
             text.format_map({name: "" for name in template_fields(text)})
         except (ValueError, IndexError, KeyError) as exc:
             raise ConfigError(f"prompt.{key}: not a valid template ({exc}); write fields as {{column}}") from None
-        for name in template_fields(text):
-            if not name.isidentifier():
-                raise ConfigError(f"prompt.{key}: placeholder {{{name}}} must be a column name")
     if "{answer}" not in p.response_template:
         raise ConfigError("prompt.response_template: must contain {answer}")
     if template_fields(p.response_template) != ["answer"]:

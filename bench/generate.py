@@ -20,12 +20,16 @@ from bench.train import autocast
 
 
 def parse_label(output: str, words: list[str]) -> int:
-    """Index in ``words`` of the first label word in ``output`` (whole word, any case); -1 if none."""
-    best, best_pos = -1, None
+    """Index in ``words`` of the first label word in ``output`` (whole word, any case); -1 if none.
+
+    Where two label words match at the same place ("good" and "good day"), the longer wins.
+    """
+    best, best_key = -1, None
     for i, word in enumerate(words):
         match = re.search(r"(?<!\w)" + re.escape(word.strip().lower()) + r"(?!\w)", output.lower())
-        if match and (best_pos is None or match.start() < best_pos):
-            best, best_pos = i, match.start()
+        key = (match.start(), -len(match.group())) if match else None
+        if key is not None and (best_key is None or key < best_key):
+            best, best_key = i, key
     return best
 
 
@@ -84,8 +88,10 @@ def score(outputs: list[str], references: list, metric_names: list[str], label_w
         extra = {"unparseable": unparseable, "unparseable_rate": unparseable / len(outputs) if outputs else 0.0,
                  "predicted_label_counts": {("unparseable" if p < 0 else label_words[p]): n
                                             for p, n in Counter(parsed).items()}}
-        per_example = [{"parsed": label_words[p] if p >= 0 else None, "correct": p == y}
-                       for p, y in zip(parsed, references)]
+        per_example = [{"parsed": label_words[p] if p >= 0 else None, "correct": p == y,
+                        **({"exact_match": metrics.per_example_text("exact_match", o, label_words[y])}
+                           if "exact_match" in metric_names else {})}
+                       for p, y, o in zip(parsed, references, outputs)]
     else:
         quality = metrics.compute_text(metric_names, outputs, references)
         extra = {}

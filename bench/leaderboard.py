@@ -1,6 +1,8 @@
 """Run records -> cost-per-quality leaderboard (markdown, CSV, plot). Never imports torch.
 
-Runs are grouped by task (seq_cls, causal_lm); each group is ranked on its own. For each ok run:
+Runs are grouped into boards: one per task, metric and held-out set (data id and test-split
+hash), since scores on different data or metrics do not compare; each board is ranked on its
+own. For each ok run:
   quality      = the run's primary metric (accuracy where answers are labels)
   baseline     = the majority-class score (seq_cls) or the un-tuned base model's score on the
                  same held-out prompts (causal_lm), same metric
@@ -8,7 +10,7 @@ Runs are grouped by task (seq_cls, causal_lm); each group is ranked on its own. 
   serve_usd    = usd_per_1k_requests x requests / 1000    (requests: the stated volume)
   total_usd    = train_usd + serve_usd
   usd_per_point = total_usd / gain_points                 (lower is better; n/a when gain <= 0)
-Rows are sorted by usd_per_point; a row is Pareto-optimal when no other row of its task has
+Rows are sorted by usd_per_point; a row is Pareto-optimal when no other row of its board has
 both higher-or-equal quality and lower-or-equal total $ (one of them strictly). Each causal_lm
 group also lists its un-tuned base models as reference rows (quality only, nothing trained).
 
@@ -70,7 +72,8 @@ def row_for(rec: dict, requests: int) -> dict:
     train = rec["train"]
     return {
         "method": rec["method"], "task": rec["task"], "model": rec["config"]["model"]["id"],
-        "metric": metric, "quality": quality, "accuracy": rec["quality"].get("accuracy"),
+        "data": (rec["config"].get("data") or {}).get("id"), "test_hash": (rec.get("data") or {}).get("test_hash"),
+        "n_test": (rec.get("data") or {}).get("test_examples"), "metric": metric, "quality": quality, "accuracy": rec["quality"].get("accuracy"),
         "f1_macro": rec["quality"].get("f1"), "unparseable_rate": (rec.get("eval") or {}).get("unparseable_rate"),
         "baseline": kind, "baseline_quality": base_quality,
         "majority_accuracy": ((rec.get("baseline") or {}).get("majority_class") or {}).get("accuracy"),
@@ -96,6 +99,7 @@ def reference_rows(records: list[dict]) -> list[dict]:
         key = (rec["config"]["model"]["id"], base.get("weights"), base.get("test_hash"), metric)
         seen.setdefault(key, {
             "task": "causal_lm", "model": key[0], "weights": key[1], "metric": metric,
+            "data": (rec["config"].get("data") or {}).get("id"), "test_hash": (rec.get("data") or {}).get("test_hash"),
             "quality": base.get(metric), "accuracy": base.get("accuracy"), "f1_macro": base.get("f1"),
             "unparseable_rate": base.get("unparseable_rate"), "n_examples": base.get("n_examples"),
             "run_id": rec["run_id"],
@@ -107,7 +111,7 @@ def mark_pareto(rows: list[dict]) -> None:
     """Pareto-optimal on (quality up, total_usd down), within each task."""
     for row in rows:
         row["pareto"] = not any(
-            other is not row and other["task"] == row["task"]
+            other is not row and board(other) == board(row)
             and other["quality"] >= row["quality"] and other["total_usd"] <= row["total_usd"]
             and (other["quality"] > row["quality"] or other["total_usd"] < row["total_usd"])
             for other in rows
@@ -117,13 +121,30 @@ def mark_pareto(rows: list[dict]) -> None:
 def rank(rows: list[dict]) -> list[dict]:
     """Per task: best quality per dollar first; runs with no gain over the baseline last."""
     out = []
-    for task in sorted({r["task"] for r in rows}, key=TASK_ORDER.index):
-        out += _rank_one([r for r in rows if r["task"] == task])
+    for key in boards(rows):
+        out += _rank_one([r for r in rows if board(r) == key])
     return out
 
 
 TASK_ORDER = ["seq_cls", "causal_lm"]
 TASK_TITLES = {"seq_cls": "Sequence classification (`seq_cls`)", "causal_lm": "Generative (`causal_lm`)"}
+
+
+def board(row: dict) -> tuple:
+    """Rows on one board compare: same task, metric and held-out set."""
+    return (row["task"], row["metric"], row.get("data"), row.get("test_hash"))
+
+
+def boards(rows: list[dict]) -> list[tuple]:
+    keys = {board(r) for r in rows}
+    return sorted(keys, key=lambda k: (TASK_ORDER.index(k[0]) if k[0] in TASK_ORDER else 99, str(k[1:])))
+
+
+def board_title(key: tuple, rows: list[dict]) -> str:
+    task, metric, data, test_hash = key
+    n = next((r.get("n_test") for r in rows if board(r) == key and r.get("n_test")), None)
+    held = f", {n:,} held out" if n else ""
+    return f"{TASK_TITLES.get(task, task)}: {metric} on `{data}`{held} (test {str(test_hash)[7:15]})"
 
 
 def _rank_one(rows: list[dict]) -> list[dict]:
@@ -186,6 +207,7 @@ def recipe_rows(rows: list[dict]) -> list[dict]:
     for key, members in groups.items():
         first = members[0]
         agg = {"recipe": key, "method": first["method"], "task": first["task"], "model": first["model"],
+               "data": first.get("data"), "test_hash": first.get("test_hash"),
                "metric": first["metric"], "seeds": sorted(m["seed"] for m in members), "n": len(members)}
         for name in AGGREGATED:
             values = [m[name] for m in members if m[name] is not None]
@@ -193,13 +215,13 @@ def recipe_rows(rows: list[dict]) -> list[dict]:
         out.append(agg)
     for agg in out:
         agg["pareto"] = not any(
-            o is not agg and o["task"] == agg["task"] and o["quality"]["mean"] >= agg["quality"]["mean"]
+            o is not agg and board(o) == board(agg) and o["quality"]["mean"] >= agg["quality"]["mean"]
             and o["total_usd"]["mean"] <= agg["total_usd"]["mean"]
             and (o["quality"]["mean"] > agg["quality"]["mean"] or o["total_usd"]["mean"] < agg["total_usd"]["mean"])
             for o in out)
     ranked = []
-    for task in TASK_ORDER:
-        ranked += rank_with_ties([r for r in out if r["task"] == task])
+    for key in boards(out):
+        ranked += rank_with_ties([r for r in out if board(r) == key])
     return ranked
 
 
@@ -307,11 +329,10 @@ def markdown(rows: list[dict], failed: list[dict], requests: int, recipes: list[
               "one request at a time, warm-up excluded.\n\n")
     if recipes and any(r["n"] > 1 for r in recipes):
         out.write(recipe_markdown(recipes))
-    tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in rows)]
-    for task in tasks:
-        out.write(f"## {TASK_TITLES[task]}\n\n")
-        out.write(_table([r for r in rows if r["task"] == task], COLUMNS))
-        refs = [r for r in references or [] if r["task"] == task]
+    for key in boards(rows):
+        out.write(f"## {board_title(key, rows)}\n\n")
+        out.write(_table([r for r in rows if board(r) == key], COLUMNS))
+        refs = [r for r in references or [] if board(r) == key]
         if refs:
             out.write("\nReference: the un-tuned base model on the same held-out set (nothing trained; "
                       "`unparseable` = share of outputs holding no label word, counted wrong).\n\n")
@@ -361,10 +382,11 @@ def plot(rows: list[dict], path: Path, requests: int) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in rows)]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(7 * len(tasks), 4.5), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        group = [r for r in rows if r["task"] == task]
+    keys = boards(rows)
+    fig, axes = plt.subplots(1, len(keys), figsize=(7 * len(keys), 4.5), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        group = [r for r in rows if board(r) == key]
+        task = key[0]
         for row in group:
             ax.scatter(row["total_usd"], row["quality"], s=60, marker="o" if row["pareto"] else "x")
             ax.annotate(row["method"], (row["total_usd"], row["quality"]), textcoords="offset points", xytext=(6, 4))
@@ -374,8 +396,8 @@ def plot(rows: list[dict], path: Path, requests: int) -> Path | None:
         for kind, value in sorted(lines, key=str):
             ax.axhline(value, color="grey", lw=0.8, ls=":", label=f"{kind} {value:.3f}")
         ax.set_xlabel(f"total $ (training + serving {requests:,} requests)")
-        ax.set_ylabel(f"held-out {', '.join(sorted({r['metric'] for r in group}))}")
-        ax.set_title(f"{task}: quality vs total cost")
+        ax.set_ylabel(f"held-out {key[1]}")
+        ax.set_title(f"{task}: {key[1]} vs total cost ({key[2]})", fontsize=9)
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")

@@ -162,7 +162,8 @@ def _stage_baseline(plan, rec, state, when: str) -> None:
         "scored": "before training" if when == "before_train" else "after training, adapters off (base frozen)",
         **{k: v for k, v in result["eval"].items() if k in ("unparseable", "unparseable_rate", "n_examples",
                                                             "test_hash", "outputs_file", "generate_wall_s",
-                                                            "predicted_label_counts", "mean_output_tokens")},
+                                                            "predicted_label_counts", "mean_output_tokens",
+                                                            "stopped_fraction", "truncated_prompts")},
     }
 
 

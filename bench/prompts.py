@@ -49,11 +49,11 @@ class Formatter:
         self.label_names = list(label_names)
         self.max_length = max_length
         has_template = bool(getattr(tokenizer, "chat_template", None))
-        if cfg.chat_template == "on" and not has_template:
-            raise ConfigError("prompt.chat_template: 'on' but the tokenizer has no chat template")
-        self.use_chat = cfg.chat_template == "on" or (cfg.chat_template == "auto" and has_template)
+        if cfg.chat_template is True and not has_template:
+            raise ConfigError("prompt.chat_template: true but the tokenizer has no chat template")
+        self.use_chat = cfg.chat_template is True or (cfg.chat_template == "auto" and has_template)
         if not self.use_chat and tokenizer.eos_token_id is None:
-            raise ConfigError("model.id: the tokenizer has no EOS token to end responses with")
+            raise ConfigError("model.id: the tokenizer has no EOS token to end responses with (not a causal LM?)")
 
     # ----------------------------------------------------------------- text
 
@@ -88,7 +88,7 @@ class Formatter:
                                                   tokenize=False)
         if not full.startswith(prompt):
             raise ConfigError("prompt.chat_template: the tokenizer's chat template does not extend the prompt "
-                              "with the response; set prompt.chat_template: off")
+                              "with the response; set prompt.chat_template: false")
         return full[len(prompt):].rstrip()
 
     def end_of_turn_id(self) -> int | None:
@@ -151,7 +151,7 @@ class Formatter:
 
     def describe(self) -> dict:
         """What the record keeps about formatting: enough to re-render any example."""
-        example = self.prompt_text("<text>", {}) if "{" not in self.cfg.template.replace("{text}", "") else None
+        example = self.prompt_text("<text>", {name: f"<{name}>" for name in template_fields(self.cfg.template)})
         return {
             "chat_template": self.use_chat,
             "system": self.cfg.system,

@@ -67,6 +67,12 @@ def gguf_parts(cfg: ModelConfig) -> tuple[str, str | None]:
     """(location, GGUF file name or None): a .gguf path is split into its folder and file name."""
     location = model_location(cfg)
     if cfg.gguf_file:
+        if cfg.source != "hub":
+            if location.endswith(".gguf"):
+                raise ConfigError(f"model.gguf_file: model.id already names a .gguf file ({Path(location).name}); "
+                                  "drop gguf_file")
+            if not (Path(location) / cfg.gguf_file).is_file():
+                raise ConfigError(f"model.gguf_file: '{cfg.gguf_file}' not found in {location}")
         return location, cfg.gguf_file
     if cfg.source != "hub" and location.endswith(".gguf"):
         path = Path(location)
@@ -188,7 +194,8 @@ def _label_map(rows, cfg: DataConfig, feature=None) -> list:
 
 
 def _encode(rows, label_names) -> tuple[list, list, list, int]:
-    """Keep rows whose label is known, map labels to ids, drop exact duplicate texts.
+    """Keep rows whose label is known, map labels to ids; drop exact duplicate texts and rows
+    with an empty prompt-template field.
 
     With ``label_names`` None the labels are free-text answers: kept as text, empty ones dropped.
     """
@@ -199,7 +206,8 @@ def _encode(rows, label_names) -> tuple[list, list, list, int]:
             label_id = label if isinstance(label, str) and label.strip() else None
         else:
             label_id = index.get(label)
-        if label_id is None or not isinstance(text, str) or not text.strip() or text in seen:
+        missing_field = any(v is None or (isinstance(v, str) and not v.strip()) for v in row_fields.values())
+        if label_id is None or missing_field or not isinstance(text, str) or not text.strip() or text in seen:
             dropped += 1
             continue
         seen.add(text)
@@ -245,6 +253,9 @@ def build_splits(cfg: DataConfig, tables: dict | None = None, *, fields: tuple =
         rows = _rows(tables[split], cfg, split, fields)
         label_names = label_names_for(rows, tables[split])
         texts, labels, row_fields, dropped = _encode(rows, label_names)
+        if not texts:
+            raise ConfigError(f"data.label_column: no usable rows in '{cfg.id}': every row lacks a known label "
+                              f"(labels {_short(label_names or ['free text'])}), a text or a template field")
         if cfg.test_size >= len(texts):
             raise ConfigError(f"data.test_size: {cfg.test_size} leaves no training rows: the data has "
                               f"{len(texts)} usable labelled rows (labels {_short(label_names or ['free text'])})")

@@ -94,7 +94,7 @@ def test_labels_mask_every_prompt_token_and_keep_the_answer_and_end_of_turn(tok)
 
 def test_plain_template_appends_eos_and_fills_other_columns(tok):
     f = formatter(tok, template="Title: {title}\nReview: {text}\nAnswer:", response_template=" {answer}",
-                  chat_template="off")
+                  chat_template=False)
     assert not f.use_chat
     enc = f.encode("dull", 0, {"title": "Film"})
     prompt = "Title: Film\nReview: dull\nAnswer:"
@@ -242,6 +242,8 @@ def test_parser_takes_the_first_whole_label_word():
     assert generate.parse_label("it is positive, not negative", words) == 1
     assert generate.parse_label("nonpositive", words) == -1  # not a whole word
     assert generate.parse_label("", words) == -1
+    assert generate.parse_label("Good day to you", ["good", "good day"]) == 1  # the longer match wins
+    assert generate.parse_label("good, I say", ["good", "good day"]) == 0
 
 
 def test_scores_on_hand_computed_cases():
@@ -277,6 +279,10 @@ def test_text_metrics_on_hand_computed_cases():
     ({"eval": {"metrics": ["exact_match"]}}, "must include accuracy"),
     ({"eval": {"metrics": ["accuracy", "rouge_l"]}}, "'rouge_l' is not available"),
     ({"prompt": {"label_words": {}}, "eval": {"metrics": ["accuracy"]}}, "needs prompt.label_words"),
+    ({"prompt": {"chat_template": "on"}}, "prompt.chat_template: expected 'auto' or bool"),
+    ({"prompt": {"template": "{text:>5}"}}, "must be a plain column name"),
+    ({"eval": {"metrics": ["accuracy", "accuracy"]}}, "accuracy listed twice"),
+    ({"eval": {"max_new_tokens": 100000}}, "eval.max_new_tokens: must be <= 4,096"),
 ])
 def test_prompt_config_errors_name_the_key(change, message):
     raw = {"task": "causal_lm", "data": {"labels": LABELS},
@@ -371,3 +377,39 @@ def test_free_text_task_scores_exact_match_and_rouge_l(make_config, tiny_llama_d
     outputs = _lines(tmp_path / "results" / "runs" / rec["eval"]["outputs_file"])
     assert outputs[0]["prompt"].count("[math] What is") == 1 and outputs[0]["reference"].startswith("It is")
     assert sum(o["rouge_l"] for o in outputs) / 12 == pytest.approx(rec["quality"]["rouge_l"])
+
+
+def test_default_metrics_follow_the_task():
+    assert from_dict({}).eval.metrics == ["accuracy", "f1"]
+    words = {"task": "causal_lm", "data": {"labels": LABELS}, "prompt": {"label_words": WORDS}}
+    assert from_dict(words).eval.metrics == ["accuracy", "f1", "exact_match"]
+    assert from_dict({"task": "causal_lm"}).eval.metrics == ["exact_match", "rouge_l"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (["--set", "data.max_length=12"], "data.max_length: 12 tokens cannot hold the prompt template and the answer"),
+    (["--set", "model.gguf_file=other.gguf"], "model.gguf_file: 'other.gguf' not found in"),
+    (["--set", "prompt.chat_template=true", "--set", "model.id=TINY_NO_TEMPLATE"], "prompt.chat_template: true but"),
+    (["--set", "prompt.template='{text} {genre}'"], "prompt.template: {genre} is not a column"),
+])
+def test_validate_catches_causal_problems_before_anything_runs(make_config, tiny_llama_dir, tmp_path, change, message):
+    import subprocess
+    import sys
+
+    import yaml
+    from transformers import AutoTokenizer
+
+    no_template = tmp_path / "no-template"
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    tok.chat_template = None
+    tok.save_pretrained(no_template)
+    for f in ("config.json", "model.safetensors"):
+        (no_template / f).write_bytes((__import__("pathlib").Path(tiny_llama_dir) / f).read_bytes())
+    raw = causal_config(make_config, tiny_llama_dir)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    change = [c.replace("TINY_NO_TEMPLATE", str(no_template)) for c in change]
+    proc = subprocess.run([sys.executable, "-m", "bench", "validate", str(path), *change], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
