@@ -80,3 +80,80 @@ def test_api_cost_and_break_even():
     assert tco.break_even_months(a, b) == pytest.approx(3.0)  # 1000 + 100m = 100 + 400m at m = 3
     assert tco.break_even_months(b, a) == pytest.approx(3.0)
     assert tco.break_even_months(a, {"train_usd": 2000.0, "serve_usd_per_month": 100.0}) is None
+
+
+def test_poisson_arrivals_have_the_asked_rate():
+    from bench.loadtest import arrival_offsets
+
+    offsets = arrival_offsets(4000, rate=5.0, burstiness=1.0, seed=1)
+    gaps = [b - a for a, b in zip(offsets, offsets[1:])]
+    assert offsets[0] == 0.0 and all(g > 0 for g in gaps)
+    assert sum(gaps) / len(gaps) == pytest.approx(0.2, rel=0.05)  # mean gap = 1 / rate
+    bursty = arrival_offsets(4000, rate=5.0, burstiness=0.25, seed=1)
+    bgaps = [b - a for a, b in zip(bursty, bursty[1:])]
+    assert sum(bgaps) / len(bgaps) == pytest.approx(0.2, rel=0.15)  # same rate...
+    var = lambda xs: sum((x - sum(xs) / len(xs)) ** 2 for x in xs) / len(xs)  # noqa: E731
+    assert var(bgaps) > 2 * var(gaps)  # ...but burstier: gamma variance = mean^2 / shape
+
+
+def _sse_server(events: list[tuple[float, dict]], status: int = 200):
+    """A local HTTP server that streams the given (delay_s, event) pairs as server-sent events."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # chunked transfer encoding, as streaming servers send
+
+        def _chunk(self, data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(status)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            import time as _t
+
+            for delay, event in events:
+                _t.sleep(delay)
+                self._chunk(b"data: " + json.dumps(event).encode() + b"\n\n")
+            self._chunk(b"data: [DONE]\n\n")
+            self.wfile.write(b"0\r\n\r\n")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+import json  # noqa: E402
+
+
+def test_streaming_client_times_chunks_and_reads_usage():
+    import requests
+
+    from bench.loadtest import stream_completion
+
+    events = [(0.10, {"choices": [{"text": "Hel"}]}), (0.05, {"choices": [{"text": ""}]}),  # empty: not a token
+              (0.05, {"choices": [{"text": "lo"}]}), (0.05, {"choices": [{"text": "!"}]}),
+              (0.0, {"choices": [], "usage": {"completion_tokens": 3, "prompt_tokens": 5}})]
+    server = _sse_server(events)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        t = stream_completion(requests.Session(), url, "m", "hi", 8)
+        assert t.ok and t.output_tokens == 3 and t.tokens_from_usage and len(t.chunk_s) == 3
+        assert 0.09 <= t.ttft_s() < 0.5
+        assert t.itl_s()[0] >= 0.09  # the empty chunk in between is not a token
+        assert t.tpot_s() == pytest.approx((t.e2e_s() - t.ttft_s()) / 2)
+    finally:
+        server.shutdown()
+    failing = _sse_server([], status=500)
+    try:
+        t = stream_completion(requests.Session(), f"http://127.0.0.1:{failing.server_address[1]}", "m", "hi", 8)
+        assert not t.ok and t.error.startswith("HTTP 500")
+    finally:
+        failing.shutdown()
