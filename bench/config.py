@@ -141,11 +141,20 @@ class EvalConfig:
 @dataclass
 class ServeConfig:
     enabled: bool = True
-    engine: Literal["hf"] = "hf"  # in-process transformers/peft
-    n_requests: int = 300  # measured single requests (warm-up excluded)
+    # hf: in-process transformers/peft. vllm (causal_lm): vLLM's OpenAI-compatible server,
+    # started from serve.vllm_python with the run's adapter (unmerged) and its merged model.
+    engine: Literal["hf", "vllm"] = "hf"
+    n_requests: int = 300  # measured requests per load point (warm-up excluded)
     warmup_requests: int = 10
-    batch_sizes: list = field(default_factory=lambda: [1, 8, 32])
-    slo_p99_ms: float = 500.0  # serving cost uses the fastest batch size whose p99 meets this
+    batch_sizes: list = field(default_factory=lambda: [1, 8, 32])  # hf
+    slo_p99_ms: float = 500.0  # hf: serving cost uses the fastest batch size whose p99 meets this
+    # vllm: the interpreter of vLLM's own environment (`make setup-vllm`).
+    vllm_python: str = ".venv-vllm/bin/python"
+    concurrency: list = field(default_factory=lambda: [1, 2, 4, 8])  # vllm: the concurrency sweep
+    slo_ttft_p99_ms: float = 2000.0  # vllm: p99 time to first token target
+    slo_tpot_p99_ms: float = 100.0  # vllm: p99 time per output token target
+    variants: list = field(default_factory=lambda: ["base", "unmerged", "merged"])  # vllm
+    output_tokens: int = 32  # vllm: tokens generated per load-test request (ignore_eos: a fixed length)
 
 
 @dataclass
@@ -321,8 +330,21 @@ def validate(cfg: Config) -> Config:
     _positive(s.slo_p99_ms, "serve.slo_p99_ms")
     if s.warmup_requests < 0:
         raise ConfigError(f"serve.warmup_requests: must be >= 0 (got {s.warmup_requests})")
-    if not s.batch_sizes or any(not isinstance(b, int) or isinstance(b, bool) or b <= 0 for b in s.batch_sizes):
-        raise ConfigError(f"serve.batch_sizes: must be a non-empty list of positive integers (got {s.batch_sizes})")
+    for key in ("batch_sizes", "concurrency"):
+        values = getattr(s, key)
+        if not values or any(not isinstance(b, int) or isinstance(b, bool) or b <= 0 for b in values):
+            raise ConfigError(f"serve.{key}: must be a non-empty list of positive integers (got {values})")
+    _positive(s.output_tokens, "serve.output_tokens")
+    _positive(s.slo_ttft_p99_ms, "serve.slo_ttft_p99_ms")
+    _positive(s.slo_tpot_p99_ms, "serve.slo_tpot_p99_ms")
+    bad = [v for v in s.variants if v not in ("base", "unmerged", "merged")]
+    if bad or not s.variants or "unmerged" not in s.variants and "merged" not in s.variants:
+        raise ConfigError(f"serve.variants: a list of base, unmerged, merged with the run's own adapter "
+                          f"(unmerged or merged) in it (got {s.variants})")
+    if s.engine == "vllm" and cfg.task != "causal_lm":
+        raise ConfigError("serve.engine: vllm serves causal LMs; use hf for seq_cls")
+    if s.engine == "vllm" and cfg.method.name == "full" and s.variants != ["merged"] and "unmerged" in s.variants:
+        raise ConfigError("serve.variants: a full fine-tune has no adapter; use [base, merged]")
     _positive(cfg.cost.energy_measure_s, "cost.energy_measure_s")
     if cfg.cost.leaderboard_requests < 0:
         raise ConfigError(f"cost.leaderboard_requests: must be >= 0 (got {cfg.cost.leaderboard_requests})")

