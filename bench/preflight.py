@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 from bench import sources
 from bench.config import ConfigError
@@ -45,6 +46,9 @@ def check(plans: list[RunPlan]) -> None:
         steps = steps_for(cfg, len(splits[data_key].train_texts))
         if cfg.method.name == "adalora":
             adalora_schedule(steps, cfg.method.tinit, cfg.method.tfinal)
+        if cfg.serve.enabled and cfg.serve.engine == "vllm" and not Path(cfg.serve.vllm_python).is_file():
+            raise ConfigError(f"serve.vllm_python: '{cfg.serve.vllm_python}' not found; install vLLM with "
+                              "`make setup-vllm` or point it at an interpreter that has vLLM")
         if cfg.train.device not in detected:
             detected[cfg.train.device] = _device_name(cfg.train.device)
         cost.select_device(card, cfg.cost.device, detected[cfg.train.device])
