@@ -409,7 +409,7 @@ _FIELD_RE = re.compile(r"{([^{}]*)}")
 
 def template_fields(template: str) -> list[str]:
     """Placeholder names in a template, in order ({{ and }} are literal braces)."""
-    return [m for m in _FIELD_RE.findall(template.replace("{{", "").replace("}}", ""))]
+    return _FIELD_RE.findall(template.replace("{{", "").replace("}}", ""))
 
 
 def _validate_prompt(cfg: Config) -> None:

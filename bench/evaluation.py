@@ -63,7 +63,7 @@ def evaluate_generative(model, tokenizer, formatter, splits, cfg, *, device: str
     from bench import record as record_mod
 
     encoded = formatter.encode_many(splits.test_texts, splits.test_labels, splits.test_fields)
-    prompts = [e.input_ids[: e.prompt_len] for e in encoded]
+    prompts = [e.prompt_ids for e in encoded]
     stop_ids = gen.stop_token_ids(tokenizer, model, formatter)
     start = time.perf_counter()
     with tqdm(total=len(prompts), desc=desc, unit="ex", leave=False) as bar:

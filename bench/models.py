@@ -58,12 +58,9 @@ def model_config(cfg: Config, label_names: list[str], tokenizer):
     return config
 
 
-def head_names(config, task: str = "seq_cls") -> list[str]:
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    auto = AutoModelForCausalLM if task == "causal_lm" else AutoModelForSequenceClassification
+def head_names(config, cfg: Config) -> list[str]:
     with torch.device("meta"):
-        skeleton = auto.from_config(config)
+        skeleton = auto_class(cfg).from_config(config)
     return head_module_names(skeleton)
 
 

@@ -111,7 +111,7 @@ def _stage_model(plan, rec, state) -> None:
         tokenizer = models.load_tokenizer(cfg)
         config = models.model_config(cfg, splits.label_names, tokenizer)
         ctx = MethodContext(total_steps=steps, device=device, precision=precision,
-                            head_names=models.head_names(config, cfg.task), task=cfg.task)
+                            head_names=models.head_names(config, cfg), task=cfg.task)
         method = get_method(cfg.method.name)(cfg.method, ctx)
         model = models.load_model(cfg, config, method.load_kwargs(), device)
         torch.manual_seed(cfg.train.seed)  # adapter initialization
@@ -260,7 +260,8 @@ def _stage_serve(plan, rec, state) -> None:
         if log_dir:
             log_dir.mkdir(parents=True, exist_ok=True)
         with state["clock"].phase("serve"):
-            rec["serve"] = serve_vllm(cfg, state["model"], state["formatter"], state["splits"], cfg.method.name,
+            rec["serve"] = serve_vllm(cfg, state["model"], state["tokenizer"], state["formatter"], state["splits"],
+                                      cfg.method.name,
                                       usd_per_hour=state["price"]["usd_per_hour"],
                                       devices=state["devinfo"]["count"], log_dir=log_dir)
         return
@@ -279,8 +280,7 @@ def _serve_generative(plan, rec, state, variant: str) -> None:
     from bench.serve import serve_generative
 
     cfg, formatter, splits = plan.cfg, state["formatter"], state["splits"]
-    prompts = [e.input_ids[: e.prompt_len]
-               for e in formatter.encode_many(splits.test_texts, splits.test_labels, splits.test_fields)]
+    prompts = [e.prompt_ids for e in formatter.encode_many(splits.test_texts, splits.test_labels, splits.test_fields)]
     with state["clock"].phase("serve"):
         rec["serve"] = serve_generative(
             state["model"], state["tokenizer"], prompts, cfg.serve, max_new_tokens=cfg.eval.max_new_tokens,

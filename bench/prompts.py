@@ -36,6 +36,11 @@ class Encoded:
     prompt_len: int
     truncated: bool
 
+    @property
+    def prompt_ids(self) -> list:
+        """The prompt alone: what generation starts from."""
+        return self.input_ids[: self.prompt_len]
+
     def feature(self) -> dict:
         return {"input_ids": self.input_ids, "attention_mask": [1] * len(self.input_ids), "labels": self.labels}
 

@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 
 from bench import tco
-from bench.loadtest import run_load, stream_completion
+from bench.loadtest import run_load
+from bench.measure import cost as cost_mod
 from bench.measure.streaming import best_at_slo
 from bench.serve import prompt_set
 from bench.vllm_server import VllmServer
@@ -27,13 +28,12 @@ AGREEMENT_PROMPTS = 8
 UTILIZATIONS = (1.0, 0.6, 0.3)
 
 
-def save_variants(cfg, model, method, workdir: Path) -> dict:
-    """Write base (dense), adapter and merged model directories; return their paths."""
+def save_variants(cfg, model, tokenizer, method, workdir: Path) -> dict:
+    """Write base (dense), adapter and merged model directories, each with the run's tokenizer."""
     import torch
 
     from bench import models
 
-    tokenizer = models.load_tokenizer(cfg)
     base = models.load_model(cfg, models.model_config(cfg, [], tokenizer), {}, "cpu")
     paths = {"base": workdir / "base", "merged": workdir / "merged"}
     base.save_pretrained(paths["base"])
@@ -90,12 +90,11 @@ def _section(variant: str, sweep: dict, cfg, usd_per_hour: float, devices: int, 
         out["usd_per_1m_output_tokens"] = tco.usd_per_1m_output_tokens(usd_per_hour, devices, tps, 1.0)
         out["usd_per_1m_output_tokens_at_utilization"] = {
             str(u): tco.usd_per_1m_output_tokens(usd_per_hour, devices, tps, u) for u in UTILIZATIONS}
-        requests_per_s = chosen["requests_per_s"]
-        out["usd_per_1k_requests"] = usd_per_hour * devices / (3600.0 * requests_per_s) * 1000.0
+        out["usd_per_1k_requests"] = cost_mod.usd_per_1k_requests(chosen["requests_per_s"], devices, usd_per_hour)
     return out
 
 
-def serve_vllm(cfg, model, formatter, splits, method: str, *, usd_per_hour: float, devices: int,
+def serve_vllm(cfg, model, tokenizer, formatter, splits, method: str, *, usd_per_hour: float, devices: int,
                log_dir: Path | None = None) -> dict:
     """The run's serve section (its own adapter) plus one section per other variant."""
     texts = prompt_set(splits.test_texts, cfg.serve.n_requests)
@@ -105,7 +104,7 @@ def serve_vllm(cfg, model, formatter, splits, method: str, *, usd_per_hour: floa
         wanted.remove("unmerged")  # vLLM loads LoRA adapters only; these are served merged
     sections, outputs = {}, {}
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
-        paths = save_variants(cfg, model, method, Path(tmp))
+        paths = save_variants(cfg, model, tokenizer, method, Path(tmp))
         lora = {"adapter": {"path": str(paths["adapter"]), "rank": cfg.method.r}} if "unmerged" in wanted else None
         if "base" in wanted or "unmerged" in wanted:
             with VllmServer(cfg.serve.vllm_python, str(paths["base"]), lora=lora,
