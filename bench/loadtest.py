@@ -35,14 +35,16 @@ def _lines_as_they_arrive(resp):
 
 
 def stream_completion(session, base_url: str, model: str, prompt: str, max_tokens: int, *,
-                      ignore_eos: bool = False, timeout_s: float = 600.0, extra: dict | None = None) -> RequestTiming:
+                      ignore_eos: bool = False, timeout_s: float = 600.0, extra: dict | None = None,
+                      headers: dict | None = None) -> RequestTiming:
     """One streamed greedy completion, timed on the client's monotonic clock."""
     body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0.0, "stream": True,
             "stream_options": {"include_usage": True}, **({"ignore_eos": True} if ignore_eos else {}),
             **(extra or {})}
     timing = RequestTiming(send_s=time.perf_counter())
     try:
-        with session.post(f"{base_url.rstrip('/')}/v1/completions", json=body, stream=True, timeout=timeout_s) as resp:
+        with session.post(f"{base_url.rstrip('/')}/v1/completions", json=body, stream=True, timeout=timeout_s,
+                          headers=headers) as resp:
             if resp.status_code != 200:
                 timing.error = f"HTTP {resp.status_code}: {resp.text[:200]}"
                 return timing
@@ -80,7 +82,8 @@ def arrival_offsets(n: int, rate: float, burstiness: float = 1.0, seed: int = 0)
 
 def run_load(base_url: str, model: str, prompts: list[str], max_tokens: int, *, mode: str = "concurrency",
              concurrency: int = 1, rate: float | None = None, burstiness: float = 1.0, warmup: int = 2,
-             ignore_eos: bool = False, seed: int = 0, extra: dict | None = None) -> dict:
+             ignore_eos: bool = False, seed: int = 0, extra: dict | None = None,
+             headers: dict | None = None) -> dict:
     """Send ``prompts`` with the given arrival pattern; return the summary and the raw timings."""
     import requests
 
@@ -88,7 +91,8 @@ def run_load(base_url: str, model: str, prompts: list[str], max_tokens: int, *, 
     session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=max(len(prompts), 16)))
 
     def one(prompt: str) -> RequestTiming:
-        return stream_completion(session, base_url, model, prompt, max_tokens, ignore_eos=ignore_eos, extra=extra)
+        return stream_completion(session, base_url, model, prompt, max_tokens, ignore_eos=ignore_eos, extra=extra,
+                                 headers=headers)
 
     for prompt in prompts[:warmup]:
         one(prompt)

@@ -10,11 +10,12 @@ device time a run has held so far, for finished and failed runs alike.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 
 from bench import device as device_mod
-from bench import sources
+from bench import sources, tco
 from bench.measure import cost as cost_mod
 from bench.measure.clock import PhaseClock
 
@@ -265,6 +266,13 @@ def _stage_serve(plan, rec, state) -> None:
                                       usd_per_hour=state["price"]["usd_per_hour"],
                                       devices=state["devinfo"]["count"], log_dir=log_dir)
         return
+    if cfg.serve.engine == "openai":
+        from bench.serve_vllm import serve_openai
+
+        with state["clock"].phase("serve"):
+            rec["serve"] = serve_openai(cfg, state["formatter"], state["splits"],
+                                        usd_per_hour=state["price"]["usd_per_hour"], devices=state["devinfo"]["count"])
+        return
     if cfg.task == "causal_lm":
         _serve_generative(plan, rec, state, variant)
         return
@@ -300,11 +308,25 @@ def _stage_cost(plan, rec, state) -> None:
         "price_device": state["price_key"],
         "devices": train["devices"],
         "serve_usd_per_1k_requests": rec["serve"].get("usd_per_1k_requests"),
+        "serve_usd_per_1m_output_tokens": rec["serve"].get("usd_per_1m_output_tokens"),
         "train_energy_usd": cost_mod.energy_usd(train["energy_kwh"], usd_per_kwh) if usd_per_kwh else None,
         "price_card": card,
     }
+    rec["tco"] = run_tco(rec, dataclasses.asdict(plan.cfg.traffic))
     rec["phases_wall_s"] = dict(state["clock"].wall_s)
     account(rec, state)
+
+
+def run_tco(rec: dict, traffic: dict) -> dict:
+    """Training $ + serving $ over the traffic's months, replicas sized from the measured capacity."""
+    capacity = (rec.get("serve") or {}).get("capacity_requests_s")
+    cost = rec["cost"]
+    if not capacity:
+        return {"usd": None, "traffic": traffic, "covers": "not computed: no serving capacity was measured"}
+    out = tco.self_hosted(traffic, capacity, cost["usd_per_hour"], cost["devices"], cost["train_usd"])
+    return {**out, "traffic": traffic, "capacity_basis": rec["serve"].get("cost_basis"),
+            "covers": "training-phase $ + replicas x devices x hourly price x 730 h/month x months; replicas carry "
+                      "the peak at the capacity measured under the SLO (serve.capacity_requests_s)"}
 
 
 STAGE_FUNCTIONS = {

@@ -28,6 +28,8 @@ def check(plans: list[RunPlan]) -> None:
     for plan in plans:
         cfg = plan.cfg
         card = cost.load_price_card(cfg.cost.price_card)
+        if cfg.cost.api_price_card:
+            cost.load_api_price_card(cfg.cost.api_price_card)
         sources.model_location(cfg.model)
         model_key = json.dumps([asdict(cfg.model), cfg.method.name, cfg.method.target_modules,
                                 cfg.method.peft_options], sort_keys=True, default=str)

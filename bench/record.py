@@ -34,14 +34,25 @@ PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "evalua
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
+STREAMED_KEYS = ("serve.ttft_ms.p50", "serve.ttft_ms.p99", "serve.tpot_ms.p50", "serve.tpot_ms.p99",
+                 "serve.throughput_output_tokens_s", "serve.usd_per_1m_output_tokens")
+
+
 def ok_keys(record: dict) -> list[str]:
-    """Keys an ok record must hold: a causal LM's quality is its primary metric, base model included."""
-    if record.get("task") != "causal_lm":
-        return list(OK_KEYS)
-    primary = (record.get("eval") or {}).get("primary_metric", "accuracy")
-    keys = [f"quality.{primary}"] + [k for k in OK_KEYS if not k.startswith(("quality.", "baseline."))]
-    if ((record.get("config") or {}).get("eval") or {}).get("base_model", True):
-        keys.append(f"baseline.base_model.{primary}")
+    """Keys an ok record must hold: a causal LM's quality is its primary metric, base model included;
+    streamed serving (vllm, openai) its TTFT/TPOT percentiles, throughput and $/1M output tokens;
+    a run whose serving capacity was measured, its TCO."""
+    keys = list(OK_KEYS) + ["serve.n_requests"]
+    if record.get("task") == "causal_lm":
+        primary = (record.get("eval") or {}).get("primary_metric", "accuracy")
+        keys = [f"quality.{primary}"] + [k for k in keys if not k.startswith(("quality.", "baseline."))]
+        if ((record.get("config") or {}).get("eval") or {}).get("base_model", True):
+            keys.append(f"baseline.base_model.{primary}")
+    serve = record.get("serve") or {}
+    if serve.get("engine") in ("vllm", "openai"):
+        keys += STREAMED_KEYS
+    if serve.get("capacity_requests_s"):
+        keys.append("tco.usd")
     return keys
 
 

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from bench.config import ServeConfig
+from bench.config import MIN_MEASURED_REQUESTS, ServeConfig
 from bench.measure import cost as cost_mod
 from bench.measure.stats import summarize
 from bench.train import autocast
@@ -86,8 +86,11 @@ def _sweep(answer, prompts: list, cfg: ServeConfig, usd_per_hour: float, n_devic
         "by_batch_size": by_size,
         "slo_p99_ms": cfg.slo_p99_ms,
         "cost_basis_batch_size": basis["batch_size"],
+        "cost_basis": f"batch_size={basis['batch_size']}",
         "cost_basis_meets_slo": basis["meets_slo"],
+        "capacity_requests_s": basis["requests_per_s"],  # one replica, at the cost basis (sizes TCO replicas)
         "usd_per_1k_requests": basis["usd_per_1k_requests"],
+        "few_requests": single["n_requests"] < MIN_MEASURED_REQUESTS,
     }
 
 
@@ -100,8 +103,11 @@ def serve_test(model, tokenizer, test_texts: list[str], cfg: ServeConfig, *, max
         return _answer(model, tokenizer, chunk, max_length, device, precision)
 
     result = _sweep(answer, prompt_set(test_texts, cfg.n_requests), cfg, usd_per_hour, n_devices)
+    # A classifier's answer (the label) is its first and only output: TTFT = E2E, no TPOT.
+    result.update(ttft_ms=result["latency_ms"], e2e_ms=result["latency_ms"], tpot_ms=None)
     return {**result, "variant": variant, "task": "seq_cls",
-            "covers": "in-process inference on the training device: tokenize + forward + argmax; no network"}
+            "covers": "in-process inference on the training device: tokenize + forward + argmax; no network; "
+                      "TTFT = E2E = one request at a time (a label is the only output)"}
 
 
 def serve_generative(model, tokenizer, prompts: list[list[int]], cfg: ServeConfig, *, max_new_tokens: int,
@@ -117,6 +123,10 @@ def serve_generative(model, tokenizer, prompts: list[list[int]], cfg: ServeConfi
                         stop_ids=stop_ids, device=device, precision=precision)
 
     result = _sweep(answer, prompt_set(prompts, cfg.n_requests), cfg, usd_per_hour, n_devices)
+    basis = result["by_batch_size"][str(result["cost_basis_batch_size"])]
+    if basis.get("output_tokens_per_s"):
+        result["throughput_output_tokens_s"] = basis["output_tokens_per_s"]
+    result["e2e_ms"] = result["latency_ms"]  # not streamed: no TTFT or TPOT in-process
     return {**result, "variant": variant, "task": "causal_lm", "max_new_tokens": max_new_tokens,
             "covers": "in-process greedy generation on the training device: prompt token ids in, "
                       "answer text out (left-padded batches); no network, no tokenization of the request"}

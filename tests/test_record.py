@@ -20,7 +20,7 @@ def ok_record() -> dict:
     return minimal("ok", quality={"accuracy": 0.8}, baseline={"majority_class": {"accuracy": 0.58}},
                    train={"wall_s": 1.0, "device_hours": 1 / 3600, "energy_kwh": 1e-5, "peak_memory_mb": 900.0,
                           "trainable_params": 10, "total_params": 100},
-                   cost={"train_usd": 0.0001}, serve={"latency_ms": {"p50": 5.0, "p99": 9.0}})
+                   cost={"train_usd": 0.0001}, serve={"latency_ms": {"p50": 5.0, "p99": 9.0}, "n_requests": 100})
 
 
 def write(results, rec):

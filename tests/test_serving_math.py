@@ -60,21 +60,28 @@ TRAFFIC = {"requests_per_day": 864_000, "input_tokens": 200, "output_tokens": 50
 
 
 def test_self_hosted_tco():
-    # avg = 864,000 x 50 / 86,400 = 500 tokens/s; peak 1,500; capacity 400 -> 4 replicas
-    out = tco.self_hosted(TRAFFIC, capacity_tokens_s=400.0, usd_per_hour=2.0, devices=1, train_usd=100.0)
-    assert out["avg_output_tokens_s"] == pytest.approx(500.0) and out["peak_output_tokens_s"] == pytest.approx(1500.0)
+    # avg = 864,000 / 86,400 = 10 requests/s; peak 30; capacity 8 per replica -> 4 replicas (32 provisioned)
+    out = tco.self_hosted(TRAFFIC, capacity_requests_s=8.0, usd_per_hour=2.0, devices=1, train_usd=100.0)
+    assert out["avg_requests_s"] == pytest.approx(10.0) and out["peak_requests_s"] == pytest.approx(30.0)
     assert out["replicas"] == 4
-    assert out["utilization"] == pytest.approx(500 / 1600)
+    assert out["utilization"] == pytest.approx(10 / 32)
     assert out["serve_usd_per_month"] == pytest.approx(4 * 2.0 * 730)
     assert out["usd"] == pytest.approx(100 + 4 * 2.0 * 730 * 12)
-    exact = tco.self_hosted(TRAFFIC, capacity_tokens_s=1500.0, usd_per_hour=2.0, devices=1, train_usd=0.0)
+    exact = tco.self_hosted(TRAFFIC, capacity_requests_s=30.0, usd_per_hour=2.0, devices=2, train_usd=0.0)
     assert exact["replicas"] == 1  # peak exactly at capacity needs no second replica
+    assert exact["serve_usd_per_month"] == pytest.approx(2 * 2.0 * 730)  # 2 devices per replica
 
 
 def test_api_cost_and_break_even():
-    bill = tco.api(TRAFFIC, usd_per_1m_input=1.0, usd_per_1m_output=4.0)
+    bill = tco.api(TRAFFIC, {"usd_per_1m_input": 1.0, "usd_per_1m_output": 4.0})
     assert bill["usd_per_request"] == pytest.approx((200 * 1 + 50 * 4) / 1e6)
     assert bill["serve_usd_per_month"] == pytest.approx(400e-6 * 864_000 * 365 / 12)
+    # half the input billed at the cached price: 100 x 1.0 + 100 x 0.25 + 50 x 4 = 325 per 1M
+    cached = tco.api({**TRAFFIC, "cached_input_fraction": 0.5},
+                     {"usd_per_1m_input": 1.0, "usd_per_1m_cached_input": 0.25, "usd_per_1m_output": 4.0})
+    assert cached["usd_per_request"] == pytest.approx(325e-6)
+    no_cache_price = tco.api({**TRAFFIC, "cached_input_fraction": 0.5}, {"usd_per_1m_input": 1.0, "usd_per_1m_output": 4.0})
+    assert no_cache_price["usd_per_request"] == pytest.approx(400e-6)  # no cached price: full input price
     a = {"train_usd": 1000.0, "serve_usd_per_month": 100.0}   # dear to train, cheap to serve
     b = {"train_usd": 100.0, "serve_usd_per_month": 400.0}
     assert tco.break_even_months(a, b) == pytest.approx(3.0)  # 1000 + 100m = 100 + 400m at m = 3

@@ -270,7 +270,7 @@ def test_unwritable_results_dir_is_one_line(make_config, tmp_path):
 
 
 def test_usage_errors_are_one_line():
-    out = bench("leaderboard", "--requests", "abc")
+    out = bench("leaderboard", "--traffic")
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
 
 
@@ -299,7 +299,8 @@ def test_serving_disabled_still_gives_an_ok_record(make_config, tmp_path):
     assert rec["status"] == "ok" and rec["serve"] == {"enabled": False}
     from bench import leaderboard
 
-    assert leaderboard.table_rows([rec], 1000)[0]["serve_usd"] == 0.0
+    row = leaderboard.table_rows([rec], leaderboard.traffic_for([rec]))[0]
+    assert row["tco_usd"] is None and row["points_per_tco_usd"] is None and "tco" in rec
 
 
 def test_interrupted_runs_are_recorded_and_measured_again(make_config, tmp_path, monkeypatch):

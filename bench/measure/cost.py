@@ -43,6 +43,35 @@ def load_price_card(path: str | Path) -> dict:
     return card
 
 
+API_PRICE_KEYS = ("usd_per_1m_input", "usd_per_1m_output", "usd_per_1m_cached_input")
+
+
+def load_api_price_card(path: str | Path) -> dict:
+    """An API price card: ``models`` -> {usd_per_1m_input, usd_per_1m_output[, usd_per_1m_cached_input]}."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"cost.api_price_card: price card '{path}' not found")
+    try:
+        card = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cost.api_price_card: '{path}' is not valid YAML ({exc.__class__.__name__})") from None
+    except OSError as exc:
+        raise ConfigError(f"cost.api_price_card: cannot read '{path}' ({exc.strerror})") from None
+    if not isinstance(card, dict) or not isinstance(card.get("models"), dict) or not card["models"]:
+        raise ConfigError(f"cost.api_price_card: '{path}' has no 'models' mapping")
+    for name, entry in card["models"].items():
+        if not isinstance(entry, dict):
+            raise ConfigError(f"cost.api_price_card: '{path}' models.{name} must be a mapping")
+        for key in API_PRICE_KEYS:
+            value = entry.get(key)
+            if value is None and key == "usd_per_1m_cached_input":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"cost.api_price_card: '{path}' models.{name}.{key} must be a finite number >= 0")
+    card["path"] = str(path)
+    return card
+
+
 def select_device(card: dict, wanted: str, detected_name: str) -> tuple[str, dict]:
     """Pick the price entry: by key, or (``auto``) by matching the detected device name."""
     devices = card["devices"]
