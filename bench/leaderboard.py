@@ -46,7 +46,8 @@ COLUMNS = [
     ("serve_meets_slo", "meets SLO"), ("serve_capacity_rps", "req/s at SLO"),
     ("serve_tokens_s", "out tok/s at SLO"), ("serve_usd_per_1m_out", "$/1M out tok"), ("replicas", "replicas"),
     ("utilization", "utilization"), ("serve_usd_per_month", "serve $/month"), ("tco_usd", "TCO $"),
-    ("points_per_tco_usd", "gain pts / TCO $"), ("device", "device"), ("run_id", "run id"),
+    ("points_per_tco_usd", "gain pts / TCO $"), ("break_even_vs_first", "TCO break-even vs #1 (months)"),
+    ("device", "device"), ("run_id", "run id"),
 ]
 
 
@@ -66,22 +67,6 @@ def baseline_of(rec: dict, metric: str) -> tuple[str | None, float | None]:
     return None, None
 
 
-def capacity_of(serve: dict) -> float | None:
-    """Requests/s one replica served at its cost basis (older records: the basis batch size's row)."""
-    if serve.get("capacity_requests_s"):
-        return serve["capacity_requests_s"]
-    row = (serve.get("by_batch_size") or {}).get(str(serve.get("cost_basis_batch_size")))
-    return (row or {}).get("requests_per_s")
-
-
-def run_tco(rec: dict, traffic: dict) -> dict | None:
-    capacity = capacity_of(rec.get("serve") or {})
-    if not capacity:
-        return None
-    cost = rec["cost"]
-    return tco.self_hosted(traffic, capacity, cost["usd_per_hour"], cost.get("devices", 1), cost["train_usd"])
-
-
 def _pct(stats: dict | None, key: str):
     return (stats or {}).get(key)
 
@@ -92,7 +77,7 @@ def row_for(rec: dict, traffic: dict) -> dict:
     kind, base_quality = baseline_of(rec, metric)
     gain = (quality - base_quality) * 100.0 if base_quality is not None else None
     serve = rec.get("serve") or {}
-    owned = run_tco(rec, traffic)
+    owned = tco.for_record(rec, traffic)
     tco_usd = owned["usd"] if owned else None
     train = rec["train"]
     basis = serve.get("cost_basis") or (f"batch_size={serve['cost_basis_batch_size']}"
@@ -114,7 +99,7 @@ def row_for(rec: dict, traffic: dict) -> dict:
         "serve_tpot_p50_ms": _pct(serve.get("tpot_ms"), "p50"), "serve_tpot_p99_ms": _pct(serve.get("tpot_ms"), "p99"),
         "serve_basis": basis, "serve_meets_slo": serve.get("cost_basis_meets_slo"),
         "serve_few_requests": serve.get("few_requests"),
-        "serve_capacity_rps": capacity_of(serve), "serve_tokens_s": serve.get("throughput_output_tokens_s"),
+        "serve_capacity_rps": tco.capacity_of(serve), "serve_tokens_s": serve.get("throughput_output_tokens_s"),
         "serve_usd_per_1m_out": serve.get("usd_per_1m_output_tokens"),
         "replicas": owned["replicas"] if owned else None, "utilization": owned["utilization"] if owned else None,
         "serve_usd_per_month": owned["serve_usd_per_month"] if owned else None,
@@ -158,10 +143,16 @@ def mark_pareto(rows: list[dict]) -> None:
 
 
 def rank(rows: list[dict]) -> list[dict]:
-    """Per board: most gain points per TCO $ first; runs with no gain (or no TCO) last."""
+    """Per board: most gain points per TCO $ first; runs with no gain (or no TCO) last. Each row
+    also gets the months after which its TCO and the first row's cross (None: they never do)."""
     out = []
     for key in boards(rows):
-        out += _rank_one([r for r in rows if board(r) == key])
+        ranked = _rank_one([r for r in rows if board(r) == key])
+        first = ranked[0]
+        for row in ranked:
+            row["break_even_vs_first"] = None if row is first or row["tco_usd"] is None or first["tco_usd"] is None \
+                else tco.break_even_months(row, first)
+        out += ranked
     return out
 
 
@@ -294,7 +285,7 @@ PLAIN_FLOAT = {"quality": ".4f", "accuracy": ".4f", "f1_macro": ".4f", "majority
                "serve_tpot_p50_ms": ".1f", "serve_tpot_p99_ms": ".1f", "serve_tokens_s": ".1f",
                "serve_capacity_rps": ".2f", "serve_usd_per_month": ",.2f", "tco_usd": ",.2f", "usd": ",.2f",
                "ttft_p50": ".1f", "ttft_p99": ".1f", "tpot_p50": ".1f", "tpot_p99": ".1f", "tokens_s": ".1f",
-               "rps": ".2f", "ready_s": ".0f", "break_even": ".2f"}
+               "rps": ".2f", "ready_s": ".0f", "break_even": ".3g", "break_even_vs_first": ".3g"}
 
 
 def _fmt(value, key: str) -> str:
@@ -432,8 +423,8 @@ def api_rows(card: dict | None, traffic: dict, rows: list[dict]) -> list[dict]:
                ("usd_per_1m_input", "usd_per_1m_cached_input", "usd_per_1m_output")}, **bill}
         if best:
             mine = {"train_usd": best["train_usd"], "serve_usd_per_month": best["serve_usd_per_month"]}
-            row["vs"] = f"{best['method']} ({'cheaper' if best['tco_usd'] < bill['usd'] else 'dearer'} over "\
-                        f"{traffic['months']:g} months)"
+            row["vs"] = (f"{best['method']}: ${best['tco_usd']:,.2f} "
+                         f"({'lower' if best['tco_usd'] < bill['usd'] else 'higher'} over {traffic['months']:g} months)")
             row["break_even"] = tco.break_even_months(mine, bill)
         out.append(row)
     return out
@@ -554,6 +545,7 @@ def plot(rows: list[dict], path: Path, traffic: dict) -> Path | None:
             ax.axhline(value, color="grey", lw=0.8, ls=":", label=f"{kind} {value:.3f}")
         ax.set_xlabel(f"TCO $ (training + serving {traffic['requests_per_day']:,.0f} requests/day "
                       f"for {traffic['months']:g} months)")
+        ax.ticklabel_format(axis="x", useOffset=False, style="plain")  # TCOs that differ by cents stay readable
         ax.set_ylabel(f"held-out {key[1]}")
         ax.set_title(f"{task}: {key[1]} vs TCO ({key[2]})", fontsize=9)
         ax.legend(loc="lower right", fontsize=8)

@@ -319,11 +319,9 @@ def _stage_cost(plan, rec, state) -> None:
 
 def run_tco(rec: dict, traffic: dict) -> dict:
     """Training $ + serving $ over the traffic's months, replicas sized from the measured capacity."""
-    capacity = (rec.get("serve") or {}).get("capacity_requests_s")
-    cost = rec["cost"]
-    if not capacity:
+    out = tco.for_record(rec, traffic)
+    if out is None:
         return {"usd": None, "traffic": traffic, "covers": "not computed: no serving capacity was measured"}
-    out = tco.self_hosted(traffic, capacity, cost["usd_per_hour"], cost["devices"], cost["train_usd"])
     return {**out, "traffic": traffic, "capacity_basis": rec["serve"].get("cost_basis"),
             "covers": "training-phase $ + replicas x devices x hourly price x 730 h/month x months; replicas carry "
                       "the peak at the capacity measured under the SLO (serve.capacity_requests_s)"}

@@ -62,6 +62,23 @@ def api(traffic: dict, price: dict) -> dict:
             "train_usd": 0.0, "usd": monthly * traffic["months"]}
 
 
+def capacity_of(serve: dict) -> float | None:
+    """Requests/s one replica served at its cost basis (older records: the basis batch size's row)."""
+    if serve.get("capacity_requests_s"):
+        return serve["capacity_requests_s"]
+    row = (serve.get("by_batch_size") or {}).get(str(serve.get("cost_basis_batch_size")))
+    return (row or {}).get("requests_per_s")
+
+
+def for_record(rec: dict, traffic: dict) -> dict | None:
+    """`self_hosted` for a run record at ``traffic`` (None when it measured no serving capacity)."""
+    capacity = capacity_of(rec.get("serve") or {})
+    if not capacity:
+        return None
+    cost = rec["cost"]
+    return self_hosted(traffic, capacity, cost["usd_per_hour"], cost.get("devices", 1), cost["train_usd"])
+
+
 def break_even_months(a: dict, b: dict) -> float | None:
     """Months after which the TCOs of two runs cross (None if they never do)."""
     slope = a["serve_usd_per_month"] - b["serve_usd_per_month"]

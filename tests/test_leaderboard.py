@@ -59,6 +59,11 @@ def test_ranking_and_pareto():
     pareto = {r["run_id"]: r["pareto"] for r in rows}
     assert pareto == {"a-lora-1": True, "b-full-1": True, "c-qlora-1": False, "d-adalora-1": True}
     assert rows[-1]["points_per_tco_usd"] is None
+    by_id = {r["run_id"]: r for r in rows}
+    assert by_id["b-full-1"]["break_even_vs_first"] is None  # itself
+    assert by_id["a-lora-1"]["break_even_vs_first"] is None  # same $730/month: 10 + 730 m never meets 40 + 730 m
+    # c: 15 + 1,460 m against b's 40 + 730 m: equal at m = 25 / 730; after that b is the cheaper
+    assert by_id["c-qlora-1"]["break_even_vs_first"] == pytest.approx(25 / 730)
 
 
 def test_build_writes_md_csv_and_failed_section(tmp_path):
@@ -94,7 +99,8 @@ def test_api_models_priced_at_the_same_traffic(tmp_path):
     assert apis["cheap-api"]["break_even"] is None  # $367.92/month beats b's $730: the run never catches up
     # dear: $0.0014 a request, $3,679.20 a month; b (40 + 730 m) is cheaper from 40 / 2,949.2 months on
     assert apis["dear-api"]["break_even"] == pytest.approx(40 / (1.4e-3 * 86_400 * 365 / 12 - 730))
-    assert "cheaper" in apis["dear-api"]["vs"] and "dearer" in apis["cheap-api"]["vs"]
+    assert apis["dear-api"]["vs"] == "full: $770.00 (lower over 1 months)"
+    assert "higher" in apis["cheap-api"]["vs"]
 
 
 def test_leaderboard_never_imports_torch():
