@@ -391,10 +391,13 @@ def test_default_metrics_follow_the_task():
     (["--set", "model.gguf_file=other.gguf"], "model.gguf_file: 'other.gguf' not found in"),
     (["--set", "prompt.chat_template=true", "--set", "model.id=TINY_NO_TEMPLATE"], "prompt.chat_template: true but"),
     (["--set", "prompt.template='{text} {genre}'"], "prompt.template: {genre} is not a column"),
-    (["--set", "serve.engine=vllm", "--set", "serve.vllm_python=/nope/python"], "serve.vllm_python: '/nope/python'"),
-    (["--set", "serve.engine=vllm", "--set", "serve.variants=[base]"], "serve.variants: a list of base"),
-    (["--set", "task=seq_cls", "--set", "eval.metrics=[accuracy]", "--set", "serve.engine=vllm"],
-     "serve.engine: vllm serves causal LMs"),
+    (["--set", "serve.engine=vllm", "--set", "serve.vllm_python=/nope/python", "--set", "serve.n_requests=100"],
+     "serve.vllm_python: '/nope/python'"),
+    (["--set", "serve.engine=vllm", "--set", "serve.variants=[base]", "--set", "serve.allow_few_requests=true"],
+     "serve.variants: a list of base"),
+    (["--set", "serve.engine=vllm"], "serve.n_requests: 6 is under 100 measured requests"),
+    (["--set", "task=seq_cls", "--set", "eval.metrics=[accuracy]", "--set", "serve.engine=vllm",
+      "--set", "serve.n_requests=100"], "serve.engine: vllm serves causal LMs"),
 ])
 def test_validate_catches_causal_problems_before_anything_runs(make_config, tiny_llama_dir, tmp_path, change, message):
     import subprocess
