@@ -2,7 +2,8 @@
 
 Runs are grouped into boards: one per task, metric and held-out set (data id and test-split
 hash), since scores on different data or metrics do not compare; each board is ranked on its
-own. For each ok run, at one traffic (the records' ``traffic:``, or ``--traffic``):
+own. Each board is priced at one traffic: the most common ``traffic:`` of its records, with
+``--traffic`` keys over it. For each ok run:
   quality        = the run's primary metric (accuracy where answers are labels)
   baseline       = the majority-class score (seq_cls) or the un-tuned base model's score on the
                    same held-out prompts (causal_lm), same metric
@@ -185,20 +186,31 @@ def _rank_one(rows: list[dict]) -> list[dict]:
     return ordered
 
 
-def table_rows(records: list[dict], traffic: dict) -> list[dict]:
+def _row_or_none(rec: dict, traffic: dict) -> dict | None:
+    try:
+        row = row_for(rec, traffic)
+        row["recipe"] = recipe_key(rec["config"])
+        row["seed"] = rec["config"]["train"]["seed"]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        print(f"bench: skipped record {rec.get('run_id')}: incomplete ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
+        return None
+    return row
+
+
+def table_rows(records: list[dict], traffic: dict | None = None) -> list[dict]:
+    """Ranked rows; each board priced at its records' traffic with ``traffic`` keys over it."""
+    ok = [r for r in records if r["status"] == "ok"]
+    first = [(rec, _row_or_none(rec, traffic_for([rec], traffic))) for rec in ok]
+    first = [(rec, row) for rec, row in first if row is not None]
     rows = []
-    for rec in records:
-        if rec["status"] != "ok":
-            continue
-        try:
-            row = row_for(rec, traffic)
-            row["recipe"] = recipe_key(rec["config"])
-            row["seed"] = rec["config"]["train"]["seed"]
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            print(f"bench: skipped record {rec.get('run_id')}: incomplete ({type(exc).__name__}: {exc})",
-                  file=sys.stderr)
-            continue
-        rows.append(row)
+    for key in {board(row) for _, row in first}:
+        members = [rec for rec, row in first if board(row) == key]
+        at = traffic_for(members, traffic)
+        for rec in members:
+            row = row_for(rec, at) | {"recipe": recipe_key(rec["config"]), "seed": rec["config"]["train"]["seed"],
+                                      "traffic": at}
+            rows.append(row)
     mark_pareto(rows)
     return rank(rows)
 
@@ -436,12 +448,12 @@ def _traffic_text(traffic: dict) -> str:
             f"{traffic['months']:g} months")
 
 
-def markdown(rows: list[dict], failed: list[dict], traffic: dict, recipes: list[dict] | None = None,
+def markdown(rows: list[dict], failed: list[dict], recipes: list[dict] | None = None,
              references: list[dict] | None = None, api_card: dict | None = None) -> str:
     out = io.StringIO()
     out.write("# Cost-per-quality leaderboard\n\n")
-    out.write(f"Traffic: **{_traffic_text(traffic)}** (`traffic:` in the config, or `bench leaderboard --traffic`). "
-              "TCO $ = training $ + serving $ over the period; serving $ = replicas x devices x the price card's "
+    out.write("Each board is priced at its runs' traffic (`traffic:` in the config, or `bench leaderboard "
+              "--traffic`). TCO $ = training $ + serving $ over the period; serving $ = replicas x devices x the price card's "
               "hourly price x 730 h/month, with enough replicas to carry the peak at the capacity one replica "
               "served under the SLO (`req/s at SLO`; when no load point met it, the lightest one and `meets SLO` "
               "says **no**). Utilization = average / provisioned requests/s. Ranked by gain pts / TCO $ = "
@@ -457,7 +469,9 @@ def markdown(rows: list[dict], failed: list[dict], traffic: dict, recipes: list[
         out.write(recipe_markdown(recipes))
     for key in boards(rows):
         board_rows = [r for r in rows if board(r) == key]
+        traffic = board_rows[0]["traffic"]
         out.write(f"## {board_title(key, rows)}\n\n")
+        out.write(f"Traffic: **{_traffic_text(traffic)}**.\n\n")
         out.write(_table(board_rows, COLUMNS))
         few = [r["run_id"] for r in board_rows if r.get("serve_few_requests")]
         if few:
@@ -494,12 +508,18 @@ def markdown(rows: list[dict], failed: list[dict], traffic: dict, recipes: list[
 AGREEMENT_NOTE = "greedy, 16 tokens, first held-out prompts"
 
 
+TRAFFIC_KEYS = ("requests_per_day", "input_tokens", "output_tokens", "cached_input_fraction", "peak_to_average",
+                "months")
+
+
 def csv_text(rows: list[dict]) -> str:
+    """One line per run, with the traffic its TCO was priced at (``traffic_*``)."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=[k for k, _ in COLUMNS], extrasaction="ignore")
+    writer = csv.DictWriter(out, fieldnames=[k for k, _ in COLUMNS] + [f"traffic_{k}" for k in TRAFFIC_KEYS],
+                            extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow(row)
+        writer.writerow({**row, **{f"traffic_{k}": (row.get("traffic") or {}).get(k) for k in TRAFFIC_KEYS}})
     return out.getvalue()
 
 
@@ -520,7 +540,7 @@ def recipe_csv_text(recipes: list[dict]) -> str:
     return out.getvalue()
 
 
-def plot(rows: list[dict], path: Path, traffic: dict) -> Path | None:
+def plot(rows: list[dict], path: Path) -> Path | None:
     """Quality vs TCO $, one panel per board, with the baselines as dotted lines."""
     rows = [r for r in rows if r["tco_usd"] is not None]
     if not rows:
@@ -543,6 +563,7 @@ def plot(rows: list[dict], path: Path, traffic: dict) -> Path | None:
         lines = {(r["baseline"], round(r["baseline_quality"], 4)) for r in group if r["baseline_quality"] is not None}
         for kind, value in sorted(lines, key=str):
             ax.axhline(value, color="grey", lw=0.8, ls=":", label=f"{kind} {value:.3f}")
+        traffic = group[0]["traffic"]
         ax.set_xlabel(f"TCO $ (training + serving {traffic['requests_per_day']:,.0f} requests/day "
                       f"for {traffic['months']:g} months)")
         ax.ticklabel_format(axis="x", useOffset=False, style="plain")  # TCOs that differ by cents stay readable
@@ -565,17 +586,16 @@ def build(results_dir: str | Path, traffic: dict | None = None, api_price_card: 
     for problem in problems:
         print(f"bench: skipped {problem}", file=sys.stderr)
     records = record_mod.latest_per_run(records)
-    at = traffic_for(records, traffic)
-    rows = table_rows(records, at)
+    rows = table_rows(records, traffic)
     recipes = recipe_rows(rows)
     failed = [r for r in records if r["status"] != "ok"]
     references = reference_rows(records)
     card = api_card_for(records, api_price_card)
     md, csv_path = results_dir / "leaderboard.md", results_dir / "leaderboard.csv"
-    record_mod.atomic_write_text(md, markdown(rows, failed, at, recipes, references, card))
+    record_mod.atomic_write_text(md, markdown(rows, failed, recipes, references, card))
     record_mod.atomic_write_text(csv_path, csv_text(rows))
     recipes_csv = results_dir / "leaderboard_recipes.csv"
     record_mod.atomic_write_text(recipes_csv, recipe_csv_text(recipes))
     paths = [md, csv_path, recipes_csv]
-    png = plot(rows, results_dir / "leaderboard.png", at)
+    png = plot(rows, results_dir / "leaderboard.png")
     return paths + ([png] if png else [])

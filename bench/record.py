@@ -278,7 +278,9 @@ def provenance() -> dict:
             versions[name] = None
     repo = Path(__file__).resolve().parent.parent
     commit = _git(["rev-parse", "HEAD"], repo)
-    status = _git(["status", "--porcelain", "--untracked-files=no"], repo) if commit else None
+    # Code only: results/ (records, the leaderboard a sweep rewrites as it goes) is output, not code.
+    status = _git(["status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"], repo) \
+        if commit else None
     from bench import __version__
 
     return {

@@ -85,6 +85,7 @@ def test_build_writes_md_csv_and_failed_section(tmp_path):
     with open(tmp_path / "leaderboard.csv") as f:
         a = next(r for r in csv.DictReader(f) if r["run_id"] == "a-lora-1")
     assert int(a["replicas"]) == 4 and float(a["tco_usd"]) == pytest.approx(10 + 4 * 730)
+    assert float(a["traffic_requests_per_day"]) == 4 * 86_400 and float(a["traffic_months"]) == 1.0
 
 
 def test_api_models_priced_at_the_same_traffic(tmp_path):
@@ -133,7 +134,7 @@ def test_seeds_aggregate_and_overlapping_intervals_tie():
     assert by_method["lora"]["tie"] and by_method["qlora"]["tie"]
     # full: $4,730 TCO for 25 points (0.0053 pts/$), far below lora's interval: its own rank
     assert by_method["full"]["rank"] == 3 and not by_method["full"]["tie"]
-    md = leaderboard.markdown([], [], TRAFFIC, recipes)
+    md = leaderboard.markdown([], [], recipes)
     assert "mean ± 95% CI" in md and "| =1 |" in md
 
 
@@ -158,6 +159,11 @@ def test_tasks_are_ranked_apart_and_causal_gain_is_over_the_base_model(tmp_path)
     g = next(r for r in rows if r["run_id"] == "g-lora-1")
     assert g["baseline"] == "base model" and g["baseline_quality"] == 0.60
     assert g["gain_points"] == pytest.approx(20.0) and g["usd_per_point"] == pytest.approx(36.6)
+    # Each board is priced at its own runs' traffic: 2 months for the causal runs here, 1 for seq_cls.
+    longer = [dict(r, config={**r["config"], "traffic": {**TRAFFIC, "months": 2.0}}) for r in records[2:]]
+    mixed = {r["run_id"]: r for r in leaderboard.table_rows(records[:2] + longer)}
+    assert mixed["g-lora-1"]["tco_usd"] == pytest.approx(2.0 + 730 * 2) and mixed["g-lora-1"]["traffic"]["months"] == 2
+    assert mixed["a-lora-1"]["tco_usd"] == pytest.approx(740.0)
     # Pareto is within a task: the cheaper seq_cls lora does not dominate the causal runs.
     assert all(r["pareto"] for r in rows if r["task"] == "causal_lm")
     refs = leaderboard.reference_rows(records)

@@ -86,3 +86,17 @@ def test_shipped_price_card_has_sources():
     for name, entry in card["devices"].items():
         assert entry["source"] and entry["as_of"] and entry["usd_per_hour"] > 0, name
     assert card["usd_per_kwh"]["source"]
+
+
+def test_the_most_specific_price_entry_wins():
+    card = cost.load_price_card("configs/prices/cloud.yaml")
+    # "l4" is a substring of "l40s": an L40S must get the L40S price, not the L4's
+    assert cost.select_device(card, "auto", "NVIDIA L40S")[0] == "l40s"
+    assert cost.select_device(card, "auto", "NVIDIA L4")[0] == "l4"
+    assert cost.select_device(card, "auto", "NVIDIA A100-SXM4-40GB")[0] == "a100-40gb"
+
+
+def test_shipped_api_price_card_has_sources():
+    card = cost.load_api_price_card("configs/prices/api.yaml")
+    for name, entry in card["models"].items():
+        assert entry["source"] and entry["as_of"] and entry["usd_per_1m_output"] > entry["usd_per_1m_input"] > 0, name

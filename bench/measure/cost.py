@@ -73,7 +73,8 @@ def load_api_price_card(path: str | Path) -> dict:
 
 
 def select_device(card: dict, wanted: str, detected_name: str) -> tuple[str, dict]:
-    """Pick the price entry: by key, or (``auto``) by matching the detected device name."""
+    """Pick the price entry: by key, or (``auto``) by matching the detected device name; where several
+    entries match, the one with the longest match strings (the most specific) wins."""
     devices = card["devices"]
     if wanted != "auto":
         if wanted not in devices:
@@ -83,10 +84,14 @@ def select_device(card: dict, wanted: str, detected_name: str) -> tuple[str, dic
             )
         return wanted, devices[wanted]
     name = detected_name.lower()
+    matching = []
     for key, entry in devices.items():
         patterns = [p.lower() for p in entry.get("match", [])]
         if patterns and all(p in name for p in patterns):
-            return key, entry
+            matching.append((sum(map(len, patterns)), key))
+    if matching:  # the most specific entry: "l40s" over "l4" for an L40S
+        key = max(matching)[1]
+        return key, devices[key]
     raise ConfigError(
         f"cost.device: price card '{card['path']}' has no price for device '{detected_name}'; "
         f"add it to the card or set cost.device to one of: {', '.join(devices)}"
