@@ -16,18 +16,24 @@ import yaml
 from bench.config import ConfigError, did_you_mean
 
 
-def load_price_card(path: str | Path) -> dict:
-    path = Path(path)
+def _read_card(path: Path, key: str, section: str) -> dict:
+    """A price card's YAML, with a non-empty mapping under ``section``; errors name ``key`` and the file."""
     if not path.is_file():
-        raise ConfigError(f"cost.price_card: price card '{path}' not found")
+        raise ConfigError(f"{key}: price card '{path}' not found")
     try:
         card = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cost.price_card: '{path}' is not valid YAML ({exc.__class__.__name__})") from None
+        raise ConfigError(f"{key}: '{path}' is not valid YAML ({exc.__class__.__name__})") from None
     except OSError as exc:
-        raise ConfigError(f"cost.price_card: cannot read '{path}' ({exc.strerror})") from None
-    if not isinstance(card, dict) or not isinstance(card.get("devices"), dict) or not card["devices"]:
-        raise ConfigError(f"cost.price_card: '{path}' has no 'devices' mapping")
+        raise ConfigError(f"{key}: cannot read '{path}' ({exc.strerror})") from None
+    if not isinstance(card, dict) or not isinstance(card.get(section), dict) or not card[section]:
+        raise ConfigError(f"{key}: '{path}' has no '{section}' mapping")
+    return card
+
+
+def load_price_card(path: str | Path) -> dict:
+    path = Path(path)
+    card = _read_card(path, "cost.price_card", "devices")
     for name, entry in card["devices"].items():
         price = entry.get("usd_per_hour") if isinstance(entry, dict) else None
         if isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price) or price < 0:
@@ -49,16 +55,7 @@ API_PRICE_KEYS = ("usd_per_1m_input", "usd_per_1m_output", "usd_per_1m_cached_in
 def load_api_price_card(path: str | Path) -> dict:
     """An API price card: ``models`` -> {usd_per_1m_input, usd_per_1m_output[, usd_per_1m_cached_input]}."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"cost.api_price_card: price card '{path}' not found")
-    try:
-        card = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cost.api_price_card: '{path}' is not valid YAML ({exc.__class__.__name__})") from None
-    except OSError as exc:
-        raise ConfigError(f"cost.api_price_card: cannot read '{path}' ({exc.strerror})") from None
-    if not isinstance(card, dict) or not isinstance(card.get("models"), dict) or not card["models"]:
-        raise ConfigError(f"cost.api_price_card: '{path}' has no 'models' mapping")
+    card = _read_card(path, "cost.api_price_card", "models")
     for name, entry in card["models"].items():
         if not isinstance(entry, dict):
             raise ConfigError(f"cost.api_price_card: '{path}' models.{name} must be a mapping")
