@@ -7,6 +7,7 @@ file and exit status 2; nothing already written is touched.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -146,11 +147,19 @@ def parse_traffic(text: str) -> dict:
         if not sep or key not in names:
             raise ConfigError(f"--traffic: {item!r} is not KEY=VALUE with KEY one of {', '.join(names)}"
                               + (config.did_you_mean(key, names) if sep else ""))
-        hint = int if key in ("input_tokens", "output_tokens") else float
+        if key in out:
+            raise ConfigError(f"--traffic: {key} given twice")
         try:
-            out[key] = hint(float(value)) if hint is int and float(value).is_integer() else hint(value)
+            number = float(value)
         except ValueError:
             raise ConfigError(f"--traffic: {key} must be a number (got {value!r})") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"--traffic: {key} must be a finite number (got {value!r})")
+        if key in ("input_tokens", "output_tokens"):
+            if not number.is_integer():
+                raise ConfigError(f"--traffic: {key} must be a whole number of tokens (got {value!r})")
+            number = int(number)
+        out[key] = number
     merged = config.TrafficConfig(**{**dataclasses.asdict(config.TrafficConfig()), **out})
     try:
         config.validate_traffic(merged)
@@ -165,8 +174,11 @@ def cmd_leaderboard(args) -> int:
     if not Path(args.results).is_dir():
         raise ConfigError(f"--results: directory '{args.results}' does not exist")
     traffic = parse_traffic(args.traffic) if args.traffic else None
-    if args.api_prices:
+    if args.api_prices is not None:
         from bench.measure.cost import load_api_price_card
+
+        if not args.api_prices.strip():
+            raise ConfigError("--api-prices: empty path; name an API price card file")
 
         load_api_price_card(args.api_prices)  # a bad card fails here, before anything is written
     paths = leaderboard.build(args.results, traffic=traffic, api_price_card=args.api_prices)

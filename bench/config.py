@@ -389,9 +389,13 @@ def resolve_slo(value) -> dict:
     unknown = [str(k) for k in value if k not in ("preset", "ttft_p99_ms", "tpot_p99_ms")]
     if unknown:
         raise ConfigError(f"serve.slo.{unknown[0]}: unknown key; use ttft_p99_ms and tpot_p99_ms")
-    out = {"preset": value.get("preset", "custom")}
+    preset = value.get("preset", "custom")
+    if preset != "custom" and preset not in SLO_PRESETS:
+        raise ConfigError(f"serve.slo.preset: unknown preset {preset!r}; one of {', '.join(SLO_PRESETS)}")
+    base = SLO_PRESETS.get(preset, SLO_PRESETS["default"])  # targets not given come from the preset
+    out = {"preset": preset}
     for key in ("ttft_p99_ms", "tpot_p99_ms"):
-        number = _coerce(value.get(key, SLO_PRESETS["default"][key]), float, f"serve.slo.{key}")
+        number = _coerce(value.get(key, base[key]), float, f"serve.slo.{key}")
         _positive(number, f"serve.slo.{key}")
         out[key] = number
     return out

@@ -102,6 +102,7 @@ def row_for(rec: dict, traffic: dict) -> dict:
         "serve_few_requests": serve.get("few_requests"),
         "serve_capacity_rps": tco.capacity_of(serve), "serve_tokens_s": serve.get("throughput_output_tokens_s"),
         "serve_usd_per_1m_out": serve.get("usd_per_1m_output_tokens"),
+        "serve_output_tokens": serve.get("output_tokens_per_request"),
         "replicas": owned["replicas"] if owned else None, "utilization": owned["utilization"] if owned else None,
         "serve_usd_per_month": owned["serve_usd_per_month"] if owned else None,
         "tco_usd": tco_usd,
@@ -337,8 +338,8 @@ def api_card_for(records: list[dict], path: str | None = None) -> dict | None:
     from bench.measure import cost as cost_mod
 
     if path is None:
-        named = Counter((r["config"].get("cost") or {}).get("api_price_card") for r in records)
-        named.pop(None, None)
+        named = Counter(card for card in ((r["config"].get("cost") or {}).get("api_price_card") for r in records)
+                        if isinstance(card, str) and card)
         if not named:
             return None
         path = named.most_common(1)[0][0]
@@ -442,6 +443,27 @@ def api_rows(card: dict | None, traffic: dict, rows: list[dict]) -> list[dict]:
     return out
 
 
+def _guarded(make, *args, what: str) -> list[dict]:
+    """A side table of a board; a record too odd to tabulate leaves that table out, not the board."""
+    try:
+        return make(*args)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        print(f"bench: {what} left out: a record has an unexpected value ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
+        return []
+
+
+def token_note(rows: list[dict], traffic: dict) -> str | None:
+    """Where the traffic's answer length differs from the length the capacity was measured at."""
+    measured = sorted({r["serve_output_tokens"] for r in rows if r.get("serve_output_tokens")})
+    if measured and measured != [traffic["output_tokens"]]:
+        return (f"Note: capacity was measured with {', '.join(map(str, measured))} output tokens per request; "
+                f"this traffic assumes {traffic['output_tokens']}. Replicas and TCO use the measured capacity "
+                "as it is; the API rows use the traffic's tokens. Re-run with `--set serve.output_tokens=...` "
+                "for a like-for-like comparison.")
+    return None
+
+
 def _traffic_text(traffic: dict) -> str:
     return (f"{traffic['requests_per_day']:,.0f} requests/day, {traffic['input_tokens']} input + "
             f"{traffic['output_tokens']} output tokens each, peak {traffic['peak_to_average']:g}x average, "
@@ -472,6 +494,9 @@ def markdown(rows: list[dict], failed: list[dict], recipes: list[dict] | None = 
         traffic = board_rows[0]["traffic"]
         out.write(f"## {board_title(key, rows)}\n\n")
         out.write(f"Traffic: **{_traffic_text(traffic)}**.\n\n")
+        note = token_note(board_rows, traffic)
+        if note:
+            out.write(note + "\n\n")
         out.write(_table(board_rows, COLUMNS))
         few = [r["run_id"] for r in board_rows if r.get("serve_few_requests")]
         if few:
@@ -481,7 +506,7 @@ def markdown(rows: list[dict], failed: list[dict], recipes: list[dict] | None = 
             out.write("\nReference: the un-tuned base model on the same held-out set (nothing trained; "
                       "`unparseable` = share of outputs holding no label word, counted wrong).\n\n")
             out.write(_table(refs, REFERENCE_COLUMNS))
-        variants = variant_rows(board_rows, traffic)
+        variants = _guarded(variant_rows, board_rows, traffic, what="served variants")
         if variants:
             out.write("\nServed variants (streamed load test on the engine; `unmerged` = the run's adapter loaded "
                       "by the engine, `merged` = merged into the base; replicas and $/month at the same traffic).\n\n")
@@ -490,7 +515,7 @@ def markdown(rows: list[dict], failed: list[dict], recipes: list[dict] | None = 
                      f"{r['merge_agreement']['prompts']}" for r in board_rows if r.get("merge_agreement")]
             if agree:
                 out.write(f"\nMerged vs unmerged greedy outputs identical ({AGREEMENT_NOTE}): {'; '.join(agree)}.\n")
-        apis = api_rows(api_card, traffic, board_rows)
+        apis = _guarded(api_rows, api_card, traffic, board_rows, what="API comparison")
         if apis:
             out.write(f"\nAPI models at the same traffic (`{api_card['path']}`; cost only, their quality on this "
                       "task is not measured; break-even = months after which the best run's TCO is the lower).\n\n")
@@ -582,6 +607,12 @@ def build(results_dir: str | Path, traffic: dict | None = None, api_price_card: 
     """Write leaderboard.md, leaderboard.csv, leaderboard_recipes.csv and leaderboard.png into ``results_dir``.
     ``traffic``: keys of ``traffic:`` that override the records' own."""
     results_dir = Path(results_dir)
+    outputs = [results_dir / n for n in ("leaderboard.md", "leaderboard.csv", "leaderboard_recipes.csv", "leaderboard.png")]
+    for path in outputs:
+        if path.exists() and not path.is_file():
+            from bench.config import ConfigError
+
+            raise ConfigError(f"--results: '{path}' is not a file; the leaderboard cannot be written there")
     records, problems = record_mod.read_all(results_dir)
     for problem in problems:
         print(f"bench: skipped {problem}", file=sys.stderr)

@@ -9,6 +9,7 @@ location, checks causal_lm formatting against the real tokenizer (the answer fit
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -48,6 +49,10 @@ def check(plans: list[RunPlan]) -> None:
         steps = steps_for(cfg, len(splits[data_key].train_texts))
         if cfg.method.name == "adalora":
             adalora_schedule(steps, cfg.method.tinit, cfg.method.tfinal)
+        key_env = cfg.serve.api_key_env
+        if cfg.serve.enabled and cfg.serve.engine == "openai" and key_env and not os.environ.get(key_env):
+            raise ConfigError(f"serve.api_key_env: environment variable {key_env} is not set (it holds the "
+                              "endpoint's API key)")
         if cfg.serve.enabled and cfg.serve.engine == "vllm" and not Path(cfg.serve.vllm_python).is_file():
             raise ConfigError(f"serve.vllm_python: '{cfg.serve.vllm_python}' not found; install vLLM with "
                               "`make setup-vllm` or point it at an interpreter that has vLLM")

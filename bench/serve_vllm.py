@@ -35,6 +35,10 @@ from bench.measure.streaming import best_at_slo
 from bench.serve import prompt_set
 from bench.vllm_server import ServerError, VllmServer
 
+class ServingFailed(RuntimeError):
+    """No request of a load point succeeded: there is nothing to measure."""
+
+
 AGREEMENT_PROMPTS = 8
 AGREEMENT_TOKENS = 16
 UTILIZATIONS = (1.0, 0.6, 0.3)
@@ -103,6 +107,11 @@ def section(engine: str, variant: str, points: list[dict], cfg, usd_per_hour: fl
             ready_s: float | None = None) -> dict:
     """One variant's serving figures at its cost basis, with every load point kept."""
     slo = cfg.serve.slo
+    dead = [p for p in points if p["n_requests"] == 0]
+    if dead:
+        p = dead[0]
+        raise ServingFailed(f"every request failed at {point_label(p)} ({p['n_failed']} of {p['n_failed']}): "
+                            + ("; ".join(p.get("errors") or []) or "no output chunk came back"))
     basis = best_at_slo(points, slo["ttft_p99_ms"], slo["tpot_p99_ms"])
     chosen = basis or points[0]
     out = {
@@ -202,6 +211,13 @@ def serve_vllm(cfg, model, tokenizer, formatter, splits, method: str, *, usd_per
     return result
 
 
+def endpoint_root(base_url: str) -> str:
+    """The server root: ``http://host:8000/v1`` (the OpenAI clients' convention) and ``http://host:8000``
+    both mean the same endpoint; requests go to ``<root>/v1/completions``."""
+    root = base_url.rstrip("/")
+    return root[:-3] if root.endswith("/v1") else root
+
+
 def serve_openai(cfg, formatter, splits, *, usd_per_hour: float, devices: int) -> dict:
     """An OpenAI-compatible endpoint that is already running, measured with the same client."""
     s = cfg.serve
@@ -210,7 +226,8 @@ def serve_openai(cfg, formatter, splits, *, usd_per_hour: float, devices: int) -
         raise config_mod.ConfigError(f"serve.api_key_env: environment variable {s.api_key_env} is not set")
     headers = {"Authorization": f"Bearer {key}"} if key else None
     prompts = [formatter.prompt_text(t) for t in prompt_set(splits.test_texts, s.n_requests)]
-    points = load_points(s.base_url, s.model_name, prompts, cfg, ignore_eos=False, headers=headers)
+    base_url = endpoint_root(s.base_url)
+    points = load_points(base_url, s.model_name, prompts, cfg, ignore_eos=False, headers=headers)
     result = section("openai", "endpoint", points, cfg, usd_per_hour, devices)
     result.update(base_url=s.base_url, model_name=s.model_name,
                   covers=_covers(cfg, f"endpoint {s.base_url} (model {s.model_name}; the weights it serves are "

@@ -32,12 +32,15 @@ def test_slo_presets_and_custom_targets(make_config):
         "preset": "interactive", "ttft_p99_ms": 500.0, "tpot_p99_ms": 30.0}
     custom = from_dict(serving_raw(make_config, slo={"ttft_p99_ms": 800})).serve.slo
     assert custom == {"preset": "custom", "ttft_p99_ms": 800.0, "tpot_p99_ms": 100.0}  # TPOT from the default
+    tighter = from_dict(serving_raw(make_config, slo={"preset": "interactive", "tpot_p99_ms": 20})).serve.slo
+    assert tighter == {"preset": "interactive", "ttft_p99_ms": 500.0, "tpot_p99_ms": 20.0}  # TTFT from the preset
 
 
 @pytest.mark.parametrize("serve, message", [
     ({"slo": "interactiv"}, "serve.slo: unknown preset 'interactiv'.*did you mean 'interactive'"),
     ({"slo": {"ttft_p99": 500}}, "serve.slo.ttft_p99: unknown key"),
     ({"slo": {"tpot_p99_ms": -1}}, r"serve.slo.tpot_p99_ms: must be > 0"),
+    ({"slo": {"preset": "fast"}}, "serve.slo.preset: unknown preset 'fast'"),
     ({"n_requests": 64}, "serve.n_requests: 64 is under 100 measured requests; set serve.allow_few_requests"),
     ({"load": "burst"}, "serve.load: must be one of concurrency, poisson, offline"),
     ({"rates": [1.0, 0]}, "serve.rates: must be a non-empty list of positive requests/s"),
@@ -103,6 +106,9 @@ def test_leaderboard_traffic_flag(tmp_path):
         "requests_per_day": 5e6, "months": 24.0, "output_tokens": 32}
     for bad, message in (("request_per_day=5", "did you mean 'requests_per_day'"),
                          ("months", "is not KEY=VALUE"), ("months=soon", "months must be a number"),
+                         ("months=nan", "months must be a finite number"), ("requests_per_day=1e400", "finite"),
+                         ("input_tokens=1.5", "input_tokens must be a whole number of tokens"),
+                         ("months=1,months=2", "months given twice"),
                          ("peak_to_average=0.5", "--traffic: peak_to_average: must be >= 1")):
         with pytest.raises(ConfigError, match=message):
             parse_traffic(bad)
@@ -152,3 +158,42 @@ def test_openai_engine_measures_a_running_endpoint(make_config, tiny_llama_dir, 
     assert t["usd"] == pytest.approx(expected["usd"]) and t["replicas"] == expected["replicas"]
     record.validate(rec)
     assert os.environ["BENCH_TEST_KEY"] == "sk-test-123"
+
+
+def test_leaderboard_refuses_an_output_path_that_is_not_a_file(tmp_path):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "leaderboard.md").write_text("kept")
+    (tmp_path / "leaderboard.png").mkdir()
+    out = subprocess.run([sys.executable, "-m", "bench", "leaderboard", "--results", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "leaderboard.png' is not a file" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and (tmp_path / "leaderboard.md").read_text() == "kept"
+
+
+def test_endpoint_root_accepts_the_v1_convention():
+    from bench.serve_vllm import endpoint_root
+
+    assert endpoint_root("http://127.0.0.1:8000/v1/") == endpoint_root("http://127.0.0.1:8000") == "http://127.0.0.1:8000"
+
+
+def test_an_unreachable_endpoint_fails_the_serve_stage_with_the_reason(make_config, tiny_llama_dir, tmp_path):
+    from bench.loadtest import run_load
+    from bench.serve_vllm import ServingFailed
+
+    cfg = from_dict(serving_raw(make_config, engine="openai", base_url="http://127.0.0.1:9", model_name="m",
+                                n_requests=2, allow_few_requests=True, warmup_requests=0))
+    points = [run_load("http://127.0.0.1:9", "m", ["a", "b"], 3, warmup=0)["summary"]]
+    assert points[0]["n_failed"] == 2 and "ConnectionError" in points[0]["errors"][0]
+    with pytest.raises(ServingFailed, match=r"every request failed at concurrency=1 \(2 of 2\): ConnectionError"):
+        section("openai", "endpoint", points, cfg, usd_per_hour=1.0, devices=1)
+
+
+def test_an_unset_api_key_variable_stops_the_run_before_training(make_config, tiny_llama_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("BENCH_NO_SUCH_KEY", raising=False)
+    raw = causal_config(make_config, tiny_llama_dir)
+    raw["serve"] = {"engine": "openai", "base_url": "http://127.0.0.1:9", "model_name": "m",
+                    "api_key_env": "BENCH_NO_SUCH_KEY", "n_requests": 100}
+    path = tmp_path / "c.yaml"
+    path.write_text(__import__("yaml").safe_dump(raw))
+    out = subprocess.run([sys.executable, "-m", "bench", "validate", str(path)], capture_output=True, text=True)
+    assert out.returncode == 2 and "serve.api_key_env: environment variable BENCH_NO_SUCH_KEY is not set" in out.stderr

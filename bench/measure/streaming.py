@@ -65,6 +65,7 @@ def summarize_requests(timings: list[RequestTiming], window_s: float) -> dict:
         "window_s": window_s,
         "throughput_output_tokens_s": tokens / window_s if window_s > 0 else 0.0,
         "requests_per_s": len(ok) / window_s if window_s > 0 else 0.0,
+        "errors": sorted({t.error for t in timings if t.error})[:3],  # a sample of why requests failed
     }
 
 
