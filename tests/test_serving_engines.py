@@ -197,3 +197,29 @@ def test_an_unset_api_key_variable_stops_the_run_before_training(make_config, ti
     path.write_text(__import__("yaml").safe_dump(raw))
     out = subprocess.run([sys.executable, "-m", "bench", "validate", str(path)], capture_output=True, text=True)
     assert out.returncode == 2 and "serve.api_key_env: environment variable BENCH_NO_SUCH_KEY is not set" in out.stderr
+
+
+@pytest.mark.parametrize("load, labels", [("poisson", ["rate=20/s", "rate=40/s"]), ("offline", ["offline"]),
+                                          ("concurrency", ["concurrency=1", "concurrency=3"])])
+def test_each_load_mode_against_a_local_stream(make_config, load, labels):
+    from bench.serve_vllm import load_points, point_label
+
+    events = [(0.01, {"choices": [{"text": "a"}]}), (0.01, {"choices": [{"text": "b"}]}),
+              (0.0, {"choices": [], "usage": {"completion_tokens": 2}})]
+    server = _sse_server(events)
+    try:
+        cfg = from_dict(serving_raw(make_config, engine="openai", base_url="http://127.0.0.1:1", model_name="m",
+                                    load=load, rates=[20, 40], concurrency=[1, 3], n_requests=6,
+                                    allow_few_requests=True, warmup_requests=1, output_tokens=2))
+        points = load_points(f"http://127.0.0.1:{server.server_address[1]}", "m", ["p"] * 6, cfg, ignore_eos=False)
+    finally:
+        server.shutdown()
+    assert [point_label(p) for p in points] == labels
+    for p in points:
+        assert p["mode"] == load and p["n_requests"] == 6 and p["n_failed"] == 0 and p["output_tokens"] == 12
+        assert p["warmup_requests"] == 1 and 0 < p["ttft_ms"]["p50"] <= p["ttft_ms"]["p99"]
+    if load == "poisson":  # the window holds every scheduled send: it is at least the last arrival offset
+        from bench.loadtest import arrival_offsets
+
+        for p, rate in zip(points, (20.0, 40.0)):
+            assert p["rate"] == rate and p["window_s"] >= arrival_offsets(6, rate, 1.0, cfg.train.seed)[-1]
