@@ -28,12 +28,15 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import sys
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
 from bench import record as record_mod
 from bench import tco
+from bench.config import ConfigError, TrafficConfig
 
 COLUMNS = [
     ("rank", "rank"), ("pareto", "pareto"), ("method", "method"), ("task", "task"), ("model", "model"),
@@ -187,11 +190,16 @@ def _rank_one(rows: list[dict]) -> list[dict]:
     return ordered
 
 
+def board_of(rec: dict) -> tuple:
+    """The board a record's row goes on (see `board`), read from the record itself."""
+    return (rec["task"], primary_metric(rec), (rec["config"].get("data") or {}).get("id"),
+            (rec.get("data") or {}).get("test_hash"))
+
+
 def _row_or_none(rec: dict, traffic: dict) -> dict | None:
     try:
         row = row_for(rec, traffic)
-        row["recipe"] = recipe_key(rec["config"])
-        row["seed"] = rec["config"]["train"]["seed"]
+        row.update(recipe=recipe_key(rec["config"]), seed=rec["config"]["train"]["seed"], traffic=traffic)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         print(f"bench: skipped record {rec.get('run_id')}: incomplete ({type(exc).__name__}: {exc})",
               file=sys.stderr)
@@ -201,17 +209,14 @@ def _row_or_none(rec: dict, traffic: dict) -> dict | None:
 
 def table_rows(records: list[dict], traffic: dict | None = None) -> list[dict]:
     """Ranked rows; each board priced at its records' traffic with ``traffic`` keys over it."""
-    ok = [r for r in records if r["status"] == "ok"]
-    first = [(rec, _row_or_none(rec, traffic_for([rec], traffic))) for rec in ok]
-    first = [(rec, row) for rec, row in first if row is not None]
+    by_board: dict[tuple, list[dict]] = {}
+    for rec in records:
+        if rec["status"] == "ok":
+            by_board.setdefault(board_of(rec), []).append(rec)
     rows = []
-    for key in {board(row) for _, row in first}:
-        members = [rec for rec, row in first if board(row) == key]
+    for members in by_board.values():
         at = traffic_for(members, traffic)
-        for rec in members:
-            row = row_for(rec, at) | {"recipe": recipe_key(rec["config"]), "seed": rec["config"]["train"]["seed"],
-                                      "traffic": at}
-            rows.append(row)
+        rows += [row for row in (_row_or_none(rec, at) for rec in members) if row is not None]
     mark_pareto(rows)
     return rank(rows)
 
@@ -317,14 +322,8 @@ def _fmt(value, key: str) -> str:
 
 def traffic_for(records: list[dict], override: dict | None = None) -> dict:
     """The traffic the board is priced at: the records' most common ``traffic:``, then ``override``."""
-    import json
-
     seen = Counter(json.dumps(r["config"]["traffic"], sort_keys=True) for r in records
                    if isinstance((r.get("config") or {}).get("traffic"), dict))
-    from dataclasses import asdict
-
-    from bench.config import TrafficConfig
-
     traffic = asdict(TrafficConfig())
     if seen:
         traffic.update(json.loads(seen.most_common(1)[0][0]))
@@ -334,7 +333,6 @@ def traffic_for(records: list[dict], override: dict | None = None) -> dict:
 
 def api_card_for(records: list[dict], path: str | None = None) -> dict | None:
     """The API price card named by ``path`` or by most records (None when none is set or readable)."""
-    from bench.config import ConfigError
     from bench.measure import cost as cost_mod
 
     if path is None:
@@ -610,8 +608,6 @@ def build(results_dir: str | Path, traffic: dict | None = None, api_price_card: 
     outputs = [results_dir / n for n in ("leaderboard.md", "leaderboard.csv", "leaderboard_recipes.csv", "leaderboard.png")]
     for path in outputs:
         if path.exists() and not path.is_file():
-            from bench.config import ConfigError
-
             raise ConfigError(f"--results: '{path}' is not a file; the leaderboard cannot be written there")
     records, problems = record_mod.read_all(results_dir)
     for problem in problems:

@@ -120,9 +120,3 @@ def run_load(base_url: str, model: str, prompts: list[str], max_tokens: int, *, 
                    warmup_requests=min(warmup, len(prompts)), max_tokens=max_tokens, ignore_eos=ignore_eos)
     return {"summary": summary, "timings": timings}
 
-
-def concurrency_sweep(base_url: str, model: str, prompts: list[str], max_tokens: int, levels: list[int],
-                      **kwargs) -> list[dict]:
-    """One load point per concurrency level (1, 2, 4, ... N)."""
-    return [run_load(base_url, model, prompts, max_tokens, mode="concurrency", concurrency=c, **kwargs)["summary"]
-            for c in levels]
